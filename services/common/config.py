@@ -1,0 +1,312 @@
+"""Typed configuration from environment variables and an optional TOML file.
+
+The dataclass *is* the config: each field declares its type, default, environment variable,
+help text and bounds. :func:`load_settings` reads the file named by ``DRAPE_CONFIG_FILE``
+(if any), then the environment (which wins), converts and validates every value, and raises
+:class:`ConfigError` naming the setting on the first bad one. Services add their own
+settings by subclassing :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from services.common.errors import ConfigError
+
+MiB = 1024 * 1024
+CONFIG_FILE_ENV = "DRAPE_CONFIG_FILE"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def setting(
+    default: Any,
+    *,
+    env: str,
+    help: str,
+    secret: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
+    """Declare one setting (a dataclass field with its metadata).
+
+    Args:
+        default: value when neither the file nor the environment sets it.
+        env: the environment variable, ``DRAPE_...``.
+        help: one line for the README table and ``drape config``.
+        secret: redact the value whenever settings are printed.
+        min: inclusive lower bound for numbers.
+        max: inclusive upper bound for numbers.
+    """
+    meta = {"env": env, "help": help, "secret": secret, "min": min, "max": max}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Settings every Drape process reads. Subclass to add a service's own."""
+
+    grpc_address: str = setting(
+        "[::]:50051", env="DRAPE_GRPC_ADDRESS", help="address the gRPC server binds"
+    )
+    metrics_port: int = setting(
+        9464,
+        env="DRAPE_METRICS_PORT",
+        help="Prometheus /metrics port (0: any free port, -1: no metrics server)",
+        min=-1,
+        max=65535,
+    )
+    metrics_address: str = setting(
+        "0.0.0.0", env="DRAPE_METRICS_ADDRESS", help="address the metrics server binds"
+    )
+    metrics_variants: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_METRICS_VARIANTS",
+        help="comma-separated experiment variants allowed as metrics label values; "
+        "others are counted as 'other' (bounded cardinality)",
+    )
+    max_message_bytes: int = setting(
+        64 * MiB,
+        env="DRAPE_MAX_MESSAGE_BYTES",
+        help="largest gRPC message sent or received",
+        min=1 * MiB,
+        max=2**31 - 1,
+    )
+    max_concurrent_rpcs: int = setting(
+        4,
+        env="DRAPE_MAX_CONCURRENT_RPCS",
+        help="calls served at once; more are refused with RESOURCE_EXHAUSTED, not queued",
+        min=1,
+        max=1024,
+    )
+    grace_period_seconds: float = setting(
+        30.0,
+        env="DRAPE_GRACE_PERIOD_SECONDS",
+        help="on SIGTERM, how long in-flight calls may take to finish",
+        min=0,
+        max=3600,
+    )
+    max_image_bytes: int = setting(
+        32 * MiB,
+        env="DRAPE_MAX_IMAGE_BYTES",
+        help="largest encoded image accepted",
+        min=1024,
+    )
+    max_image_pixels: int = setting(
+        50_000_000,
+        env="DRAPE_MAX_IMAGE_PIXELS",
+        help="largest width x height accepted (checked from the header, before decoding)",
+        min=1,
+    )
+    max_video_bytes: int = setting(
+        48 * MiB, env="DRAPE_MAX_VIDEO_BYTES", help="largest encoded video accepted", min=1024
+    )
+    max_video_seconds: float = setting(
+        30.0, env="DRAPE_MAX_VIDEO_SECONDS", help="longest video accepted", min=0.1
+    )
+    max_video_frames: int = setting(
+        1800, env="DRAPE_MAX_VIDEO_FRAMES", help="most frames decoded from one video", min=1
+    )
+    max_video_pixels: int = setting(
+        3840 * 2160,
+        env="DRAPE_MAX_VIDEO_PIXELS",
+        help="largest video frame (width x height) accepted",
+        min=1,
+    )
+    operation_ttl_seconds: float = setting(
+        3600.0,
+        env="DRAPE_OPERATION_TTL_SECONDS",
+        help="how long a finished long-running operation stays readable",
+        min=1,
+    )
+    max_operations: int = setting(
+        8,
+        env="DRAPE_MAX_OPERATIONS",
+        help="long-running operations queued or running at once; more are refused",
+        min=1,
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "INFO", env="DRAPE_LOG_LEVEL", help="log level"
+    )
+    log_format: Literal["json", "text"] = setting(
+        "json", env="DRAPE_LOG_FORMAT", help="json: one JSON object a line; text: for people"
+    )
+    model_dir: Path = setting(
+        Path("models"),
+        env="DRAPE_MODEL_DIR",
+        help="model repository of operator-supplied weights (models/<name>/<version>/)",
+    )
+    kafka_bootstrap_servers: str = setting(
+        "127.0.0.1:9092",
+        env="DRAPE_KAFKA_BOOTSTRAP_SERVERS",
+        help="comma-separated Kafka brokers",
+    )
+    kafka_sasl_username: str = setting(
+        "", env="DRAPE_KAFKA_SASL_USERNAME", help="SASL/PLAIN user; empty: no authentication"
+    )
+    kafka_sasl_password: str = setting(
+        "", env="DRAPE_KAFKA_SASL_PASSWORD", help="SASL/PLAIN password", secret=True
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_image_bytes > self.max_message_bytes:
+            raise ConfigError(
+                "DRAPE_MAX_IMAGE_BYTES",
+                f"{self.max_image_bytes} exceeds DRAPE_MAX_MESSAGE_BYTES="
+                f"{self.max_message_bytes}; such images could never arrive",
+            )
+        if self.max_video_bytes > self.max_message_bytes:
+            raise ConfigError(
+                "DRAPE_MAX_VIDEO_BYTES",
+                f"{self.max_video_bytes} exceeds DRAPE_MAX_MESSAGE_BYTES="
+                f"{self.max_message_bytes}; such videos could never arrive",
+            )
+        if self.kafka_sasl_username and not self.kafka_sasl_password:
+            raise ConfigError("DRAPE_KAFKA_SASL_PASSWORD", "required when a username is set")
+
+    # ---------------------------------------------------------------- presentation
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting by environment variable, secrets shown as ``***`` when set."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret"):
+                out[f.metadata["env"]] = "***" if value else ""
+            else:
+                out[f.metadata["env"]] = _format(value)
+        return out
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str, str]]:
+        """``(setting, env var, default, help)`` for each setting, for docs and ``--help``."""
+        hints = typing.get_type_hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = "" if f.metadata.get("secret") else _format(f.default)
+            rows.append((f.name, f.metadata["env"], default, _type_name(hints[f.name]) + ": " + f.metadata["help"]))
+        return rows
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(name: str, env: str, tp: Any, raw: Any, meta: Mapping[str, Any]) -> Any:
+    """Convert a raw value (env string or TOML value) to ``tp`` and check its bounds."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            value = str(raw).strip()
+            # Level names are case-insensitive; everything else is exact.
+            matched = [c for c in choices if c == value or (c.isupper() and c == value.upper())]
+            if not matched:
+                raise ValueError(f"must be one of {', '.join(map(str, choices))}")
+            return matched[0]
+        if origin is tuple:
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(s.strip() for s in map(str, items) if s.strip())
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("must be true or false")
+        if tp is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("must be an integer")
+            value = int(str(raw).strip().replace("_", ""))
+        elif tp is float:
+            value = float(str(raw).strip())
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError("must be a finite number")
+        elif tp is Path:
+            return Path(str(raw))
+        elif tp is str:
+            return str(raw)
+        else:  # pragma: no cover - a programming error in a Settings subclass
+            raise TypeError(f"unsupported setting type {tp!r}")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(env, f"invalid value {raw!r}: {exc}") from None
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(env, f"invalid value {raw!r}: must be >= {lo:g}")
+    if hi is not None and value > hi:
+        raise ConfigError(env, f"invalid value {raw!r}: must be <= {hi:g}")
+    return value
+
+
+S = typing.TypeVar("S", bound=Settings)
+
+
+def load_settings(
+    cls: type[S] = Settings,  # type: ignore[assignment]
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> S:
+    """Build validated settings.
+
+    Precedence, lowest first: dataclass defaults, the TOML file (``config_file`` or
+    ``$DRAPE_CONFIG_FILE``; keys are the setting names, e.g. ``max_concurrent_rpcs = 8``),
+    the environment, then ``overrides`` (for tests and embedding).
+
+    Raises:
+        ConfigError: naming the first setting (env var) whose value is invalid, or the file
+            when it cannot be read or has unknown keys.
+    """
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+
+    path = config_file or env.get(CONFIG_FILE_ENV)
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(CONFIG_FILE_ENV, f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(CONFIG_FILE_ENV, f"{path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(CONFIG_FILE_ENV, f"{path} has unknown settings: {', '.join(unknown)}")
+        for key, raw in data.items():
+            f = fields[key]
+            values[key] = _convert(key, f"{f.metadata['env']} (in {path})", hints[key], raw, f.metadata)
+
+    for name, f in fields.items():
+        raw = env.get(f.metadata["env"])
+        if raw is not None and raw != "":
+            values[name] = _convert(name, f.metadata["env"], hints[name], raw, f.metadata)
+    for name, raw in overrides.items():
+        if name not in fields:
+            raise ConfigError(name, "unknown setting")
+        f = fields[name]
+        values[name] = _convert(name, f.metadata["env"], hints[name], raw, f.metadata)
+    return cls(**values)
+
+

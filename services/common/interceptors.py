@@ -1,0 +1,294 @@
+"""The one place where exceptions become gRPC status, and where every call is counted,
+limited, timed and logged.
+
+Order inside a call: bind the call context (request id, trace id, experiment tags) →
+refuse at once if over the concurrency limit → run the handler → map any exception to a
+status with ``google.rpc`` details → record metrics and one log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from services.common import context as ctxmod
+from services.common.errors import (
+    ERROR_DOMAIN,
+    DeadlineExceededError,
+    DrapeError,
+    InternalError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from services.common.metrics import Metrics
+
+log = logging.getLogger("drape.rpc")
+
+TRACE_HEADER = "x-drape-trace-id"
+REQUEST_ID_HEADER = "x-request-id"
+# Long-lived or infrastructure calls that must never be refused for capacity.
+EXEMPT_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def status_proto(err: DrapeError) -> status_pb2.Status:
+    """``google.rpc.Status`` for an error: an ErrorInfo with the reason always, plus a
+    BadRequest field violation when the error names a request field."""
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=err.metadata)
+    details = []
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details.append(packed)
+    if err.field:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=err.field, description=err.message)]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    return status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
+
+
+def to_grpc_status(err: DrapeError, trace_id: str) -> grpc.Status:
+    """A ``grpc.Status`` carrying :func:`status_proto` and the trace id in trailers."""
+    proto = status_proto(err)
+    return _Status(
+        err.code,
+        err.message,
+        (("grpc-status-details-bin", proto.SerializeToString()), (TRACE_HEADER, trace_id)),
+    )
+
+
+def internal_error(trace_id: str) -> InternalError:
+    """The generic error a caller sees for our own faults."""
+    return InternalError(
+        "INTERNAL_ERROR",
+        f"an internal error occurred; it was logged with trace id {trace_id}",
+        metadata={"trace_id": trace_id},
+    )
+
+
+class ConcurrencyLimiter:
+    """Admits at most ``limit`` calls at once; never queues."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._active >= self.limit:
+                return False
+            self._active += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+
+class _Call:
+    """Bookkeeping of one call across the handler's lifetime."""
+
+    def __init__(self, icpt: DrapeInterceptor, service: str, method: str, context: grpc.ServicerContext):
+        self.icpt, self.service, self.method, self.context = icpt, service, method, context
+        self.t0 = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+        self.reason = ""
+        self.ctx: ctxmod.CallContext | None = None
+        self.token = None
+        self.admitted = False
+        self.variant = ""
+
+    def begin(self, request: Any | None) -> None:
+        md = {k.lower(): v for k, v in (self.context.invocation_metadata() or ()) if isinstance(v, str)}
+        trace_id = ctxmod.trace_id_from(md)
+        self.context.set_trailing_metadata(((TRACE_HEADER, trace_id),))
+        # Bind a provisional context first so that even a refused request id is logged.
+        self.ctx = ctxmod.CallContext(request_id="", trace_id=trace_id, method=f"{self.service}/{self.method}")
+        self.token = ctxmod.bind(self.ctx)
+        rid = getattr(request, "request_id", "") if request is not None else ""
+        rid = rid or md.get(REQUEST_ID_HEADER, "")
+        exp_id = variant = ""
+        if request is not None and _has_field(request, "experiment"):
+            exp_id = request.experiment.experiment_id
+            variant = request.experiment.variant
+        self.ctx = ctxmod.CallContext(
+            request_id=rid or ctxmod.new_id(),
+            trace_id=trace_id,
+            experiment_id=exp_id,
+            variant=variant,
+            method=self.ctx.method,
+        )
+        ctxmod.unbind(self.token)
+        self.token = ctxmod.bind(self.ctx)
+        self.variant = variant
+        self.icpt.metrics.in_flight.labels(self.service, self.method).inc()
+        if self.service not in EXEMPT_SERVICES:
+            ctxmod.validate_request_id(rid)
+            ctxmod.validate_tag(exp_id, "experiment.experiment_id")
+            ctxmod.validate_tag(variant, "experiment.variant")
+            rem = self.context.time_remaining()
+            if rem is not None and rem <= 0:
+                raise DeadlineExceededError("DEADLINE_EXCEEDED", "the deadline passed before the call started")
+            if self.icpt.draining.is_set():
+                raise UnavailableError("SERVER_DRAINING", "the server is shutting down; retry on another replica")
+            if not self.icpt.limiter.try_acquire():
+                raise ResourceExhaustedError(
+                    "CONCURRENCY_LIMIT",
+                    f"the server is serving its limit of {self.icpt.limiter.limit} calls; retry with backoff",
+                    metadata={"limit": str(self.icpt.limiter.limit)},
+                )
+            self.admitted = True
+
+    def fail(self, exc: BaseException) -> None:
+        """Turn ``exc`` into the call's status (aborts, i.e. raises)."""
+        ctx = self.ctx
+        trace_id = ctx.trace_id if ctx else ctxmod.new_id()
+        if isinstance(exc, DrapeError) and not isinstance(exc, InternalError):
+            err = exc
+        else:
+            # An abort by the handler itself already set the code: keep it.
+            existing = _context_code(self.context)
+            if existing not in (None, grpc.StatusCode.OK):
+                self.code = existing
+                self.reason = "HANDLER_ABORT"
+                raise exc
+            if isinstance(exc, InternalError):
+                log.error("internal error: %s", exc, extra={"reason": exc.reason})
+            else:
+                log.exception("unhandled exception in %s/%s", self.service, self.method)
+            err = internal_error(trace_id)
+        self.code, self.reason = err.code, err.reason
+        self.context.abort_with_status(to_grpc_status(err, trace_id))
+
+    def end(self) -> None:
+        m = self.icpt.metrics
+        elapsed = time.perf_counter() - self.t0
+        if self.admitted:
+            self.icpt.limiter.release()
+        m.in_flight.labels(self.service, self.method).dec()
+        code = self.code.name
+        m.requests.labels(self.service, self.method, code, m.variant_label(self.variant)).inc()
+        m.duration.labels(self.service, self.method).observe(elapsed)
+        if self.code != grpc.StatusCode.OK:
+            m.errors.labels(self.service, self.method, code, self.reason or code).inc()
+        if self.service not in EXEMPT_SERVICES:
+            level = logging.ERROR if self.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
+            log.log(
+                level,
+                "rpc finished",
+                extra={
+                    "rpc": f"{self.service}/{self.method}",
+                    "code": code,
+                    "reason": self.reason,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+        if self.token is not None:
+            ctxmod.unbind(self.token)
+            self.token = None
+
+
+def _has_field(msg: Any, name: str) -> bool:
+    try:
+        return msg.HasField(name)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _context_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    try:
+        return context.code()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+class DrapeInterceptor(grpc.ServerInterceptor):
+    """Maps errors, limits concurrency, records metrics and logs, for every handler.
+
+    Args:
+        metrics: where RED metrics go.
+        limiter: shared concurrency limit.
+        draining: set once the server stops accepting work.
+    """
+
+    def __init__(self, metrics: Metrics, limiter: ConcurrencyLimiter, draining: threading.Event) -> None:
+        self.metrics = metrics
+        self.limiter = limiter
+        self.draining = draining
+
+    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        full = handler_call_details.method.lstrip("/")
+        service, _, method = full.partition("/")
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, service, method), **kw)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, service, method, True), **kw)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, service, method, False), **kw)
+        return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, service, method, False), **kw)
+
+    def _unary(self, behavior: Callable, service: str, method: str, unary_request: bool = True) -> Callable:
+        def wrapper(request, context):
+            call = _Call(self, service, method, context)
+            try:
+                call.begin(request if unary_request else None)
+                return behavior(request, context)
+            except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                call.fail(exc)
+            finally:
+                call.end()
+
+        return wrapper
+
+    def _stream(self, behavior: Callable, service: str, method: str, unary_request: bool) -> Callable:
+        def wrapper(request, context) -> Iterator:
+            call = _Call(self, service, method, context)
+            try:
+                call.begin(request if unary_request else None)
+                yield from behavior(request, context)
+            except GeneratorExit:
+                call.code, call.reason = grpc.StatusCode.CANCELLED, "CLIENT_CANCELLED"
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                call.fail(exc)
+            finally:
+                call.end()
+
+        return wrapper

@@ -1,0 +1,228 @@
+"""Server bootstrap shared by every service: ``create_server(address) -> (server, port)``.
+
+A :class:`DrapeServer` carries the standard ``grpc.health.v1`` health service (NOT_SERVING
+until every app has loaded and warmed up, NOT_SERVING again while draining), server
+reflection, the MediaService, raised message-size limits, the concurrency-limiting and
+error-mapping interceptor, and a Prometheus endpoint. :func:`serve` adds the process
+lifecycle: settings printed once, SIGTERM → drain → exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.config import Settings, load_settings
+from services.common.interceptors import ConcurrencyLimiter, DrapeInterceptor
+from services.common.logs import configure_logging
+from services.common.metrics import Metrics
+
+log = logging.getLogger("drape.server")
+
+
+class ServiceApp:
+    """One service's part of a server: its servicers and its model lifecycle.
+
+    Subclasses override :meth:`register` (add servicers, return their full service names),
+    and :meth:`load` / :meth:`warmup` for heavy start-up work, which runs after the port is
+    bound, so health probes see NOT_SERVING instead of connection refused.
+    """
+
+    name = "app"
+
+    def register(self, server: grpc.Server, ctx: DrapeServer) -> list[str]:
+        """Add servicers to ``server``; return their full names (``pkg.Service``)."""
+        raise NotImplementedError
+
+    def load(self) -> None:
+        """Load models (once). Raise to keep the server NOT_SERVING."""
+
+    def warmup(self) -> None:
+        """Run one representative request so the first real one is not slow."""
+
+    def close(self) -> None:
+        """Release resources after the server stopped."""
+
+
+class DrapeServer:
+    """A gRPC server with Drape's lifecycle. Build it with :func:`create_server`."""
+
+    def __init__(self, grpc_server: grpc.Server, apps: Sequence[ServiceApp], settings: Settings,
+                 metrics: Metrics, limiter: ConcurrencyLimiter, draining: threading.Event) -> None:
+        self.grpc = grpc_server
+        self.apps = list(apps)
+        self.settings = settings
+        self.metrics = metrics
+        self.limiter = limiter
+        self.draining = draining
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.service_names: list[str] = []
+        self.metrics_port: int | None = None
+        self.ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self._loader: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _set_health(self, status: int) -> None:
+        for name in ["", *self.service_names]:
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        """Start serving (health NOT_SERVING), then load and warm up every app in the
+        background; health flips to SERVING when all are done."""
+        if self.settings.metrics_port >= 0 and self.metrics_port is None:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port, self.settings.metrics_address)
+        self.grpc.start()
+        self._loader = threading.Thread(target=self._load, name="drape-load", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            for app in self.apps:
+                with self.metrics.stage("load", app.name):
+                    app.load()
+                with self.metrics.stage("warmup", app.name):
+                    app.warmup()
+        except BaseException as exc:  # noqa: BLE001 - reported, health stays NOT_SERVING
+            self.load_error = exc
+            log.error("start-up failed; health stays NOT_SERVING: %s", exc, exc_info=exc)
+            return
+        if not self.draining.is_set():
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            self.ready.set()
+            log.info("serving", extra={"load_seconds": round(time.perf_counter() - t0, 3), "services": self.service_names})
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until SERVING; False on timeout or when loading failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.ready.wait(0.05):
+            if self.load_error is not None:
+                return False
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return True
+
+    def drain(self, grace: float | None = None) -> threading.Event:
+        """Stop accepting calls, let in-flight ones finish within ``grace`` seconds.
+
+        Health turns NOT_SERVING first so load balancers stop routing here. Returns an
+        event set once every call has ended (or was cancelled at the end of the grace).
+        """
+        grace = self.settings.grace_period_seconds if grace is None else grace
+        self.draining.set()
+        self.ready.clear()
+        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and stays so
+        log.info("draining", extra={"grace_seconds": grace, "in_flight": self.limiter.active})
+        done = self.grpc.stop(grace)
+        threading.Thread(target=self._after_stop, args=(done,), daemon=True).start()
+        return done
+
+    def _after_stop(self, done: threading.Event) -> None:
+        done.wait()
+        for app in self.apps:
+            try:
+                app.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing %s failed", app.name)
+        self.metrics.close()
+        self._stopped.set()
+
+    def stop(self, grace: float | None = 0) -> None:
+        """Drain with ``grace`` and wait until everything is closed."""
+        self.drain(grace).wait()
+        self._stopped.wait(5)
+
+
+def create_server(
+    address: str,
+    *apps: ServiceApp,
+    settings: Settings | None = None,
+    metrics: Metrics | None = None,
+) -> tuple[DrapeServer, int]:
+    """Build a server bound to ``address`` (``"127.0.0.1:0"`` picks a free port).
+
+    Args:
+        address: host:port to bind.
+        apps: the services to host; the MediaService is always added.
+        settings: limits and ports; defaults from the environment.
+        metrics: metric families; a fresh registry by default.
+
+    Returns:
+        ``(server, port)``: the unstarted :class:`DrapeServer` and the bound port.
+    """
+    from services.common.media import MediaApp
+
+    settings = settings or load_settings()
+    metrics = metrics or Metrics(
+        service=apps[0].name if apps else "media", variants=settings.metrics_variants
+    )
+    limiter = ConcurrencyLimiter(settings.max_concurrent_rpcs)
+    draining = threading.Event()
+    interceptor = DrapeInterceptor(metrics, limiter, draining)
+    # Threads: the admitted calls, plus room to *refuse* extra calls quickly and to answer
+    # health checks while every worker is busy. gRPC's own cap stops unbounded queueing
+    # even if someone floods faster than refusals complete.
+    workers = settings.max_concurrent_rpcs + 8
+    grpc_server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drape-rpc"),
+        interceptors=[interceptor],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=workers * 4,
+    )
+    server = DrapeServer(grpc_server, [*apps, MediaApp(settings)], settings, metrics, limiter, draining)
+    for app in server.apps:
+        server.service_names.extend(app.register(grpc_server, server))
+    health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
+    server._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        [*server.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        grpc_server,
+    )
+    port = grpc_server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {address}")
+    return server, port
+
+
+def serve(*apps: ServiceApp, settings: Settings | None = None) -> int:
+    """Run a server until SIGTERM/SIGINT; the process entry point of every service.
+
+    Returns the exit status: 0 after a clean drain, 1 when start-up failed.
+    """
+    settings = settings or load_settings(type(settings) if settings else Settings)
+    configure_logging(settings.log_level, settings.log_format)
+    log.info("settings", extra={"settings": settings.redacted()})
+    server, port = create_server(settings.grpc_address, *apps, settings=settings)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("listening", extra={"port": port, "metrics_port": server.metrics_port, "services": server.service_names})
+    while not stop.wait(0.2):
+        if server.load_error is not None:
+            server.stop(0)
+            return 1
+    server.drain().wait()
+    server._stopped.wait(5)
+    log.info("stopped")
+    return 0

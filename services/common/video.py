@@ -1,0 +1,225 @@
+"""Video decoding with limits (duration, frames, frame size, bytes) and H.264 encoding.
+
+Limits are checked from the container header before decoding, and again while decoding
+(headers can lie), so an upload can never make us decode more than ``max_frames`` frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import tempfile
+from fractions import Fraction
+from collections.abc import Iterable
+
+import av
+import numpy as np
+
+from services.common.errors import InvalidInputError
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoLimits:
+    """What :func:`decode_video` accepts."""
+
+    max_bytes: int = 48 * 1024 * 1024
+    max_seconds: float = 30.0
+    max_frames: int = 1800
+    max_pixels: int = 3840 * 2160
+
+    @classmethod
+    def from_settings(cls, settings) -> VideoLimits:
+        """Limits from a :class:`services.common.config.Settings`."""
+        return cls(
+            max_bytes=settings.max_video_bytes,
+            max_seconds=settings.max_video_seconds,
+            max_frames=settings.max_video_frames,
+            max_pixels=settings.max_video_pixels,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedVideo:
+    """Decoded frames and what the container said about them.
+
+    Attributes:
+        frames: ``N x H x W x 3`` uint8 RGB.
+        fps: average frame rate.
+        duration_seconds: duration (from the container, or frames / fps).
+        container: demuxer name.
+        codec: video codec name.
+    """
+
+    frames: np.ndarray
+    fps: float
+    duration_seconds: float
+    container: str
+    codec: str
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+
+def _refuse(reason: str, message: str, field: str) -> InvalidInputError:
+    return InvalidInputError(reason, message, field=field)
+
+
+def decode_video(
+    data: bytes, limits: VideoLimits = VideoLimits(), field: str = "video", max_side: int | None = None
+) -> DecodedVideo:
+    """Decode every frame of an uploaded video under ``limits``.
+
+    Args:
+        data: the encoded file (any container/codec FFmpeg in PyAV reads).
+        limits: size, duration and frame limits.
+        field: request field named in refusals.
+        max_side: when set, frames are downscaled so their longer side is at most this
+            (motion extraction does not need 4K frames in memory).
+
+    Raises:
+        InvalidInputError: VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED,
+            VIDEO_NO_VIDEO_STREAM, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES,
+            VIDEO_TOO_MANY_PIXELS or VIDEO_CORRUPT.
+    """
+    if not data:
+        raise _refuse("VIDEO_EMPTY", "the video is empty (0 bytes)", field)
+    if len(data) > limits.max_bytes:
+        raise _refuse(
+            "VIDEO_TOO_LARGE", f"the video is {len(data)} bytes; the limit is {limits.max_bytes}", field
+        )
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise _refuse("VIDEO_UNRECOGNIZED", f"the bytes are not a readable video: {str(exc)[:160]}", field) from None
+    with container:
+        if not container.streams.video:
+            raise _refuse("VIDEO_NO_VIDEO_STREAM", "the file has no video stream", field)
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width * height > limits.max_pixels:
+            raise _refuse(
+                "VIDEO_TOO_MANY_PIXELS",
+                f"frames are {width} x {height}; the limit is {limits.max_pixels} pixels",
+                field,
+            )
+        fps = float(stream.average_rate) if stream.average_rate else 0.0
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        if duration > limits.max_seconds:
+            raise _refuse(
+                "VIDEO_TOO_LONG",
+                f"the video is {duration:.1f} s long; the limit is {limits.max_seconds:g} s",
+                field,
+            )
+        if stream.frames and stream.frames > limits.max_frames:
+            raise _refuse(
+                "VIDEO_TOO_MANY_FRAMES",
+                f"the video has {stream.frames} frames; the limit is {limits.max_frames}",
+                field,
+            )
+        frames: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                if len(frames) >= limits.max_frames:
+                    raise _refuse(
+                        "VIDEO_TOO_MANY_FRAMES",
+                        f"the video has more than {limits.max_frames} frames",
+                        field,
+                    )
+                if frame.width * frame.height > limits.max_pixels:
+                    raise _refuse(
+                        "VIDEO_TOO_MANY_PIXELS",
+                        f"a frame is {frame.width} x {frame.height}; the limit is {limits.max_pixels} pixels",
+                        field,
+                    )
+                if max_side and max(frame.width, frame.height) > max_side:
+                    s = max_side / max(frame.width, frame.height)
+                    frame = frame.reformat(
+                        width=max(2, round(frame.width * s)), height=max(2, round(frame.height * s))
+                    )
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if fps and len(frames) / fps > limits.max_seconds + 1.0 / fps:
+                    raise _refuse(
+                        "VIDEO_TOO_LONG", f"the video is longer than {limits.max_seconds:g} s", field
+                    )
+        except av.FFmpegError as exc:
+            if not frames:
+                raise _refuse("VIDEO_CORRUPT", f"no frame could be decoded: {str(exc)[:160]}", field) from None
+            # A damaged tail: keep the frames decoded so far (motion extraction copes).
+        if not frames:
+            raise _refuse("VIDEO_CORRUPT", "the video stream holds no decodable frame", field)
+        if not duration and fps:
+            duration = len(frames) / fps
+        return DecodedVideo(
+            frames=np.stack(frames),
+            fps=fps,
+            duration_seconds=duration,
+            container=container.format.name,
+            codec=ctx.name,
+        )
+
+
+def encode_mp4(
+    frames: Iterable[np.ndarray], fps: float, crf: int = 20, preset: str = "veryfast"
+) -> bytes:
+    """Encode RGB frames as MP4: H.264, yuv420p, ``+faststart`` (moov atom first, so a
+    product page starts playing before the whole file arrives).
+
+    Args:
+        frames: ``H x W x 3`` uint8 arrays of one size; width and height must be even
+            (yuv420p halves the chroma planes).
+        fps: frame rate.
+        crf: x264 constant rate factor (lower is better; 18-23 is visually clean).
+        preset: x264 speed/size trade-off.
+
+    Raises:
+        ValueError: on odd or changing frame sizes, or no frames (programming errors).
+    """
+    # +faststart rewrites the file in a second pass, which needs a real, seekable path.
+    # The file lives in RAM (/dev/shm) where there is one, is readable by us only, and is
+    # removed before returning: a clip of a shopper is personal data and never hits disk.
+    tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(suffix=".mp4", prefix="drape-", dir=tmpdir)
+    os.close(fd)
+    try:
+        _encode_to(path, frames, fps, crf, preset)
+        with open(path, "rb") as fh:
+            return fh.read()
+    finally:
+        os.unlink(path)
+
+
+def _encode_to(path: str, frames: Iterable[np.ndarray], fps: float, crf: int, preset: str) -> None:
+    with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                h, w = frame.shape[:2]
+                if w % 2 or h % 2:
+                    raise ValueError(f"yuv420p needs even sizes, got {w}x{h}")
+                stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.width, stream.height = w, h
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": preset}
+            elif frame.shape[:2] != (stream.height, stream.width):
+                raise ValueError("all frames must have the same size")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(packet)
+        if stream is None:
+            raise ValueError("no frames to encode")
+        for packet in stream.encode():
+            out.mux(packet)
