@@ -19,6 +19,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common import context as ctxmod
+from services.common import logs as _logs  # noqa: F401 - installs the log record factory
 from services.common.errors import (
     ERROR_DOMAIN,
     DeadlineExceededError,

@@ -14,7 +14,24 @@ from typing import Any
 
 from services.common import context
 
-_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {
+    "message",
+    "asctime",
+    "drape_call",
+}
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_factory(*args, **kwargs) -> logging.LogRecord:
+    # Capture the call context when the record is made, not when it is formatted: handlers
+    # may format later, on another thread (queues, pytest's caplog).
+    record = _base_factory(*args, **kwargs)
+    record.drape_call = context.current()
+    return record
+
+
+if getattr(_base_factory, "__name__", "") != "_record_factory":
+    logging.setLogRecordFactory(_record_factory)
 
 
 def safe(value: Any) -> Any:
@@ -41,7 +58,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        call = context.current()
+        call = getattr(record, "drape_call", None) or context.current()
         if call is not None:
             out["request_id"] = call.request_id
             out["trace_id"] = call.trace_id
@@ -61,7 +78,7 @@ class TextFormatter(logging.Formatter):
     """A line for people: time, level, ids, message, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        call = context.current()
+        call = getattr(record, "drape_call", None) or context.current()
         ids = f" [{call.request_id[:12]} {call.trace_id[:8]}]" if call else ""
         extras = {
             k: safe(v) for k, v in record.__dict__.items() if k not in _STD_ATTRS and not k.startswith("_")

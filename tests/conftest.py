@@ -1,0 +1,54 @@
+"""Fixtures: in-process gRPC servers on port 0 with real channels, and a real Kafka-protocol
+broker (Tansu) started once for the test session on a free loopback port."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from services.common.config import load_settings  # noqa: E402
+from services.common.kafka import TansuBroker  # noqa: E402
+from services.common.server import create_server  # noqa: E402
+
+
+@pytest.fixture
+def make_server():
+    """Factory: ``make_server(*apps, **setting_overrides) -> (server, channel)``; the server
+    is started and ready, metrics on a free port; everything stops after the test."""
+    started = []
+
+    def factory(*apps, wait_ready: bool = True, **overrides):
+        overrides.setdefault("metrics_port", 0)
+        overrides.setdefault("grpc_address", "127.0.0.1:0")
+        settings = load_settings(env={}, **overrides)
+        server, port = create_server("127.0.0.1:0", *apps, settings=settings)
+        server.start()
+        channel = grpc.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[
+                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            ],
+        )
+        started.append((server, channel))
+        if wait_ready:
+            assert server.wait_ready(30), f"server did not become ready: {server.load_error}"
+        return server, channel
+
+    yield factory
+    for server, channel in started:
+        channel.close()
+        server.stop(0)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real Tansu broker on a free port for the whole session."""
+    broker = TansuBroker().start()
+    yield broker
+    broker.stop()

@@ -1,0 +1,85 @@
+"""A probe service for server-library tests: generic handlers on raw bytes, so the tests
+exercise the real bootstrap and interceptor without depending on any service's proto.
+
+Run as a script it serves the probe with :func:`services.common.server.serve` (used by the
+SIGTERM test, which needs a real process to signal).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.errors import InvalidInputError  # noqa: E402
+from services.common.server import ServiceApp  # noqa: E402
+
+PROBE_SERVICE = "drape.test.Probe"
+
+
+def _sleep(request: bytes, context) -> bytes:
+    """Sleep for float(request) seconds, checking the caller is still there."""
+    seconds = float(request.decode() or 0)
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        if not context.is_active():
+            return b"gone"
+        time.sleep(0.01)
+    return b"slept %.2f" % seconds
+
+
+def _boom(request: bytes, context) -> bytes:
+    raise RuntimeError("secret internal detail: db password is hunter2")
+
+
+def _invalid(request: bytes, context) -> bytes:
+    raise InvalidInputError("GARMENT_NOT_FOUND", "no garment in the image", field="garments[0].flat_lay")
+
+
+def _echo(request: bytes, context) -> bytes:
+    return request
+
+
+class ProbeApp(ServiceApp):
+    """Test service. ``gate``, when given, holds ``load`` until it is set."""
+
+    name = "probe"
+
+    def __init__(self, gate: threading.Event | None = None, fail_load: bool = False) -> None:
+        self.gate = gate
+        self.fail_load = fail_load
+
+    def register(self, server: grpc.Server, ctx) -> list[str]:
+        ident = {"request_deserializer": None, "response_serializer": None}
+        handlers = {
+            "Sleep": grpc.unary_unary_rpc_method_handler(_sleep, **ident),
+            "Boom": grpc.unary_unary_rpc_method_handler(_boom, **ident),
+            "Invalid": grpc.unary_unary_rpc_method_handler(_invalid, **ident),
+            "Echo": grpc.unary_unary_rpc_method_handler(_echo, **ident),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(PROBE_SERVICE, handlers),))
+        return [PROBE_SERVICE]
+
+    def load(self) -> None:
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.fail_load:
+            raise FileNotFoundError("models/probe/1/weights.safetensors is missing")
+
+
+def call(channel: grpc.Channel, method: str, payload: bytes = b"", **kw):
+    """Invoke a probe method with raw bytes; returns the response bytes."""
+    fn = channel.unary_unary(f"/{PROBE_SERVICE}/{method}")
+    return fn(payload, **kw)
+
+
+if __name__ == "__main__":
+    from services.common.config import load_settings
+    from services.common.server import serve
+
+    sys.exit(serve(ProbeApp(), settings=load_settings()))
