@@ -1,0 +1,66 @@
+"""Video decoding limits and the MP4 encoder (H.264, yuv420p, faststart)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.common.errors import InvalidInputError
+from services.common.video import VideoLimits, decode_video, encode_mp4
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    # A bright square moving right over 48 frames at 24 fps: 2 s.
+    frames = []
+    for i in range(48):
+        f = np.full((64, 96, 3), 30, np.uint8)
+        f[20:40, i : i + 20] = 230
+        frames.append(f)
+    return encode_mp4(frames, fps=24)
+
+
+def test_encoded_clip_is_h264_faststart_and_decodes_exactly(clip):
+    assert clip[4:8] == b"ftyp"
+    assert clip.find(b"moov") < clip.find(b"mdat")  # faststart: index before the media
+    v = decode_video(clip)
+    assert (v.codec, v.frame_count, v.width, v.height) == ("h264", 48, 96, 64)
+    assert v.fps == pytest.approx(24) and v.duration_seconds == pytest.approx(2.0, abs=0.05)
+    # The square moved: its centre of mass goes right frame after frame.
+    xs = [np.nonzero(f[..., 0].max(axis=0) > 130)[0].mean() for f in v.frames]
+    assert np.all(np.diff(xs) > 0)
+
+
+@pytest.mark.parametrize(
+    "limits, reason",
+    [
+        (VideoLimits(max_seconds=1.0), "VIDEO_TOO_LONG"),
+        (VideoLimits(max_frames=10), "VIDEO_TOO_MANY_FRAMES"),
+        (VideoLimits(max_pixels=96 * 63), "VIDEO_TOO_MANY_PIXELS"),
+        (VideoLimits(max_bytes=1024), "VIDEO_TOO_LARGE"),
+    ],
+)
+def test_limits(clip, limits, reason):
+    with pytest.raises(InvalidInputError) as ei:
+        decode_video(clip, limits)
+    assert ei.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [(b"", "VIDEO_EMPTY"), (b"plain text, " * 40, "VIDEO_UNRECOGNIZED")],
+)
+def test_bad_bytes(data, reason):
+    with pytest.raises(InvalidInputError) as ei:
+        decode_video(data)
+    assert ei.value.reason == reason
+
+
+def test_downscale_for_analysis(clip):
+    v = decode_video(clip, max_side=48)
+    assert max(v.width, v.height) == 48
+
+
+def test_encoder_refuses_odd_sizes():
+    with pytest.raises(ValueError, match="even"):
+        encode_mp4([np.zeros((15, 16, 3), np.uint8)], fps=10)
