@@ -43,9 +43,9 @@ import cv2
 import grpc
 import numpy as np
 import skimage.data
-from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grpc
 from PIL import Image
 
+from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grpc
 from services.common.config import load_settings
 from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image

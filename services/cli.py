@@ -80,10 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_stack)
 
     p = sub.add_parser("config", help="print the effective settings (secrets redacted)")
-    p.add_argument("--markdown", action="store_true", help="print the settings reference table instead")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the settings reference table instead"
+    )
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("inspect", help="decode an image file as every service would and describe it")
+    p = sub.add_parser(
+        "inspect", help="decode an image file as every service would and describe it"
+    )
     p.add_argument("image", help="image file")
     p.set_defaults(func=_cmd_inspect)
     return parser
@@ -104,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"drape: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"drape: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", file=sys.stderr)
+        print(
+            f"drape: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", file=sys.stderr
+        )
         return 1
 
 

@@ -56,7 +56,11 @@ def run_demo(out_dir: str = "out") -> int:
     out = Path(out_dir)
     (out / "demo").mkdir(parents=True, exist_ok=True)
     settings = load_settings(
-        env={}, grpc_address="127.0.0.1:0", metrics_port=0, log_level="WARNING", metrics_variants=("control",)
+        env={},
+        grpc_address="127.0.0.1:0",
+        metrics_port=0,
+        log_level="WARNING",
+        metrics_variants=("control",),
     )
     server, port = create_server("127.0.0.1:0", settings=settings)
     server.start()
@@ -94,11 +98,23 @@ def run_demo(out_dir: str = "out") -> int:
                     pixels = np.asarray(Image.open(io.BytesIO(r.normalized.data)).convert("RGB"))
                     Image.fromarray(pixels).save(out / "demo" / (Path(name).stem + ".png"))
                     tiles.append((name, pixels))
-                    report.append({"input": name, "format": r.source_format, "mode": r.source_mode,
-                                   "size": [r.width, r.height], "exif_orientation": r.exif_orientation,
-                                   "request_id": r.meta.request_id, "trace_id": r.meta.trace_id})
+                    report.append(
+                        {
+                            "input": name,
+                            "format": r.source_format,
+                            "mode": r.source_mode,
+                            "size": [r.width, r.height],
+                            "exif_orientation": r.exif_orientation,
+                            "request_id": r.meta.request_id,
+                            "trace_id": r.meta.trace_id,
+                        }
+                    )
                 print(f"{name:32} {line}")
-        scrape = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+        scrape = (
+            urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
         (out / "demo" / "metrics.txt").write_text(scrape)
         lines = [ln for ln in scrape.splitlines() if ln.startswith("drape_rpc_requests_total")]
         print("\n".join(lines))

@@ -11,7 +11,13 @@ import signal
 import threading
 
 from services.common.config import load_settings
-from services.common.kafka import TOPIC_ASSET, TOPIC_PRODUCT, TOPIC_PRODUCT_DLQ, TansuBroker, ensure_topics
+from services.common.kafka import (
+    TOPIC_ASSET,
+    TOPIC_PRODUCT,
+    TOPIC_PRODUCT_DLQ,
+    TansuBroker,
+    ensure_topics,
+)
 from services.common.logs import configure_logging
 from services.common.server import create_server
 
@@ -29,7 +35,9 @@ def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
         server, port = create_server(settings.grpc_address, settings=settings)
         server.start()
         server.wait_ready(60)
-        print(f"kafka    {broker.bootstrap}  topics: {TOPIC_PRODUCT}, {TOPIC_ASSET}, {TOPIC_PRODUCT_DLQ}")
+        print(
+            f"kafka    {broker.bootstrap}  topics: {TOPIC_PRODUCT}, {TOPIC_ASSET}, {TOPIC_PRODUCT_DLQ}"
+        )
         print(f"grpc     127.0.0.1:{port}  services: {', '.join(server.service_names)}")
         print(f"metrics  http://127.0.0.1:{server.metrics_port}/metrics")
         print("Ctrl-C to stop")

@@ -38,7 +38,9 @@ def _boom(request: bytes, context) -> bytes:
 
 
 def _invalid(request: bytes, context) -> bytes:
-    raise InvalidInputError("GARMENT_NOT_FOUND", "no garment in the image", field="garments[0].flat_lay")
+    raise InvalidInputError(
+        "GARMENT_NOT_FOUND", "no garment in the image", field="garments[0].flat_lay"
+    )
 
 
 def _echo(request: bytes, context) -> bytes:
@@ -62,7 +64,9 @@ class ProbeApp(ServiceApp):
             "Invalid": grpc.unary_unary_rpc_method_handler(_invalid, **ident),
             "Echo": grpc.unary_unary_rpc_method_handler(_echo, **ident),
         }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(PROBE_SERVICE, handlers),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(PROBE_SERVICE, handlers),)
+        )
         return [PROBE_SERVICE]
 
     def load(self) -> None:

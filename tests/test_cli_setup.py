@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +16,9 @@ DRAPE = Path(sys.executable).parent / "drape"
 
 
 def run(*args, **kw):
-    return subprocess.run([str(DRAPE), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run(
+        [str(DRAPE), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kw
+    )
 
 
 def test_help_lists_subcommands():
@@ -33,7 +36,9 @@ def test_inspect_reports_and_refuses(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(samples.truncated(samples.jpeg(300, 200)))
     proc = run("inspect", str(bad))
-    assert proc.returncode == 1 and "IMAGE_TRUNCATED" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 1 and "IMAGE_TRUNCATED" in proc.stderr and "Traceback" not in proc.stderr
+    )
     proc = run("inspect", str(tmp_path / "missing.jpg"))
     assert proc.returncode == 1 and "No such file" in proc.stderr
 
@@ -43,9 +48,13 @@ def test_config_markdown_covers_settings():
     assert proc.returncode == 0 and "`DRAPE_MAX_IMAGE_PIXELS`" in proc.stdout
 
 
-@pytest.mark.skipif(not (ROOT / ".venv").exists(), reason="set-up idempotence is checked on the make-built venv")
+@pytest.mark.skipif(
+    not (ROOT / ".venv").exists(), reason="set-up idempotence is checked on the make-built venv"
+)
 def test_second_setup_does_no_work():
     # `make -q` exits 0 only when the target is up to date, i.e. a second run has nothing to do.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-    proc = subprocess.run(["make", "-q", "setup"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        ["make", "-q", "setup"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

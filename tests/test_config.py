@@ -35,12 +35,20 @@ def test_environment_overrides_file(tmp_path):
 @pytest.mark.parametrize(
     "env, setting, words",
     [
-        ({"DRAPE_MAX_CONCURRENT_RPCS": "lots"}, "DRAPE_MAX_CONCURRENT_RPCS", "invalid value 'lots'"),
+        (
+            {"DRAPE_MAX_CONCURRENT_RPCS": "lots"},
+            "DRAPE_MAX_CONCURRENT_RPCS",
+            "invalid value 'lots'",
+        ),
         ({"DRAPE_MAX_CONCURRENT_RPCS": "0"}, "DRAPE_MAX_CONCURRENT_RPCS", ">= 1"),
         ({"DRAPE_METRICS_PORT": "70000"}, "DRAPE_METRICS_PORT", "<= 65535"),
         ({"DRAPE_LOG_FORMAT": "xml"}, "DRAPE_LOG_FORMAT", "one of json, text"),
         ({"DRAPE_GRACE_PERIOD_SECONDS": "nan"}, "DRAPE_GRACE_PERIOD_SECONDS", "finite"),
-        ({"DRAPE_MAX_MESSAGE_BYTES": str(2 * MiB), "DRAPE_MAX_IMAGE_BYTES": str(4 * MiB)}, "DRAPE_MAX_IMAGE_BYTES", "exceeds"),
+        (
+            {"DRAPE_MAX_MESSAGE_BYTES": str(2 * MiB), "DRAPE_MAX_IMAGE_BYTES": str(4 * MiB)},
+            "DRAPE_MAX_IMAGE_BYTES",
+            "exceeds",
+        ),
         ({"DRAPE_KAFKA_SASL_USERNAME": "svc"}, "DRAPE_KAFKA_SASL_PASSWORD", "required"),
     ],
 )
@@ -64,7 +72,9 @@ def test_bad_config_file(tmp_path):
 
 
 def test_secrets_are_redacted():
-    s = load_settings(env={"DRAPE_KAFKA_SASL_USERNAME": "svc", "DRAPE_KAFKA_SASL_PASSWORD": "s3cr3t"})
+    s = load_settings(
+        env={"DRAPE_KAFKA_SASL_USERNAME": "svc", "DRAPE_KAFKA_SASL_PASSWORD": "s3cr3t"}
+    )
     shown = s.redacted()
     assert shown["DRAPE_KAFKA_SASL_PASSWORD"] == "***"
     assert "s3cr3t" not in repr(shown)
@@ -73,7 +83,12 @@ def test_secrets_are_redacted():
 def test_bad_setting_stops_the_process_with_a_message():
     env = {"PATH": "/usr/bin:/bin", "DRAPE_MAX_CONCURRENT_RPCS": "-3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "DRAPE_MAX_CONCURRENT_RPCS" in proc.stderr and "Traceback" not in proc.stderr
@@ -82,4 +97,6 @@ def test_bad_setting_stops_the_process_with_a_message():
 def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [env for _name, env, _d, _h in Settings.describe() if f"`{env}`" not in readme]
-    assert not missing, f"README.md configuration table lacks {missing}; run `drape config --markdown`"
+    assert not missing, (
+        f"README.md configuration table lacks {missing}; run `drape config --markdown`"
+    )

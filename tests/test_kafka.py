@@ -34,7 +34,9 @@ def test_product_event_round_trip_through_consumer_group(kafka_broker):
 
     producer = KafkaProducer(**client_config(bootstrap=kafka_broker.bootstrap), acks="all")
     for ev in events:
-        producer.send(topic, key=f"{ev.merchant_id}/{ev.sku}".encode(), value=ev.SerializeToString()).get(timeout=10)
+        producer.send(
+            topic, key=f"{ev.merchant_id}/{ev.sku}".encode(), value=ev.SerializeToString()
+        ).get(timeout=10)
     producer.close()
 
     group = f"drape-test-{uuid.uuid4().hex[:6]}"
@@ -64,8 +66,12 @@ def test_product_event_round_trip_through_consumer_group(kafka_broker):
 
     # A second member of the same group, started later, sees nothing new: offsets held.
     again = KafkaConsumer(
-        topic, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-        **FAST_GROUP, **client_config(bootstrap=kafka_broker.bootstrap),
+        topic,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **FAST_GROUP,
+        **client_config(bootstrap=kafka_broker.bootstrap),
     )
     try:
         seen = 0

@@ -8,13 +8,14 @@ import io
 import grpc
 import numpy as np
 import pytest
-import samples
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from PIL import Image
 
 from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grpc
 from services.common.config import MiB
+
+import samples
 
 LIMITS = {"max_message_bytes": 2 * MiB, "max_image_bytes": 1 * MiB, "max_video_bytes": 1 * MiB}
 
@@ -135,11 +136,16 @@ def test_video_inspection_and_refusal(stub):
 
     frames = [np.full((32, 48, 3), 10 * i, np.uint8) for i in range(12)]
     data = encode_mp4(frames, fps=12)
-    resp = stub.InspectVideo(media_service_pb2.InspectVideoRequest(video=common_pb2.Video(data=data)), timeout=30)
+    resp = stub.InspectVideo(
+        media_service_pb2.InspectVideoRequest(video=common_pb2.Video(data=data)), timeout=30
+    )
     assert (resp.codec, resp.width, resp.height, resp.frame_count) == ("h264", 48, 32, 12)
     assert resp.fps == pytest.approx(12)
     with pytest.raises(grpc.RpcError) as ei:
-        stub.InspectVideo(media_service_pb2.InspectVideoRequest(video=common_pb2.Video(data=b"not a video")), timeout=30)
+        stub.InspectVideo(
+            media_service_pb2.InspectVideoRequest(video=common_pb2.Video(data=b"not a video")),
+            timeout=30,
+        )
     st = rpc_status.from_call(ei.value)
     info = error_details_pb2.ErrorInfo()
     assert st.details[0].Unpack(info) and info.reason == "VIDEO_UNRECOGNIZED"

@@ -67,7 +67,9 @@ def test_failures_are_mapped():
     m = OperationManager()
 
     def bad(_h):
-        raise InvalidInputError("VIDEO_HAS_NO_PERSON", "no person in any frame", field="motion_video")
+        raise InvalidInputError(
+            "VIDEO_HAS_NO_PERSON", "no person in any frame", field="motion_video"
+        )
 
     def broken(_h):
         raise ZeroDivisionError("internal detail")

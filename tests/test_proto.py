@@ -25,7 +25,13 @@ def fileset(tmp_path_factory) -> descriptor_pb2.FileDescriptorSet:
     from grpc_tools import protoc
 
     files = [str(p.relative_to(protogen.PROTO_DIR)) for p in protogen.proto_files()]
-    args = ["protoc", *(f"-I{d}" for d in protogen._include_dirs()), "--include_source_info", f"--descriptor_set_out={out}", *files]
+    args = [
+        "protoc",
+        *(f"-I{d}" for d in protogen._include_dirs()),
+        "--include_source_info",
+        f"--descriptor_set_out={out}",
+        *files,
+    ]
     assert protoc.main(args) == 0
     return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
 
@@ -35,7 +41,13 @@ def test_directory_is_package_is_version(fileset):
         assert f.package == str(Path(f.name).parent).replace("/", "."), f.name
         assert f.package.startswith("drape.") and f.package.endswith(".v1")
     packages = {f.package for f in fileset.file}
-    assert {"drape.common.v1", "drape.tryon.v1", "drape.refiner.v1", "drape.animate.v1", "drape.catalog.v1"} <= packages
+    assert {
+        "drape.common.v1",
+        "drape.tryon.v1",
+        "drape.refiner.v1",
+        "drape.animate.v1",
+        "drape.catalog.v1",
+    } <= packages
 
 
 def _declarations(f: descriptor_pb2.FileDescriptorProto):
@@ -67,8 +79,12 @@ def _declarations(f: descriptor_pb2.FileDescriptorProto):
 def test_everything_is_documented(fileset):
     undocumented = []
     for f in fileset.file:
-        comments = {tuple(loc.path): loc.leading_comments.strip() for loc in f.source_code_info.location}
-        undocumented += [f"{f.name}: {name}" for path, name in _declarations(f) if not comments.get(path)]
+        comments = {
+            tuple(loc.path): loc.leading_comments.strip() for loc in f.source_code_info.location
+        }
+        undocumented += [
+            f"{f.name}: {name}" for path, name in _declarations(f) if not comments.get(path)
+        ]
     assert not undocumented, undocumented
 
 
@@ -93,13 +109,13 @@ def test_requests_carry_request_id_and_experiment(fileset):
             if m.name.endswith("Request"):
                 names = {fld.name: fld for fld in m.field}
                 assert "request_id" in names, f"{f.name}: {m.name}"
-                assert names["experiment"].type_name == ".drape.common.v1.Experiment", f"{f.name}: {m.name}"
+                assert names["experiment"].type_name == ".drape.common.v1.Experiment", (
+                    f"{f.name}: {m.name}"
+                )
 
 
 def test_long_running_shape(fileset):
-    methods = {
-        f"{s.name}.{m.name}": m for f in fileset.file for s in f.service for m in s.method
-    }
+    methods = {f"{s.name}.{m.name}": m for f in fileset.file for s in f.service for m in s.method}
     for service, noun in [("AnimateService", "Clip"), ("CatalogService", "Batch")]:
         start = methods[f"{service}.Start{noun}"]
         assert start.output_type == ".drape.common.v1.Operation"
@@ -110,5 +126,11 @@ def test_long_running_shape(fileset):
 
 
 def test_make_proto_check_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "services.common.protogen", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.common.protogen", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

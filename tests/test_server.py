@@ -16,10 +16,11 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
-from helpers import PROBE_SERVICE, ProbeApp, call
 
 from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grpc
 from services.common.logs import JsonFormatter
+
+from helpers import PROBE_SERVICE, ProbeApp, call
 
 
 def details(err: grpc.RpcError) -> tuple[str | None, str | None]:
@@ -66,7 +67,9 @@ def test_failed_load_keeps_not_serving(make_server):
 def test_reflection_lists_services(make_server):
     _server, channel = make_server(ProbeApp())
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    responses = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {PROBE_SERVICE, "drape.common.v1.MediaService", "grpc.health.v1.Health"} <= names
 
@@ -143,17 +146,26 @@ def test_trace_id_from_traceparent_and_request_id_checks(make_server):
     for bad, reason in [("has space", "INVALID_REQUEST_ID"), ("x" * 200, "INVALID_REQUEST_ID")]:
         with pytest.raises(grpc.RpcError) as ei:
             stub.InspectImage(media_service_pb2.InspectImageRequest(request_id=bad), timeout=5)
-        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT and details(ei.value) == (reason, "request_id")
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT and details(ei.value) == (
+            reason,
+            "request_id",
+        )
     with pytest.raises(grpc.RpcError) as ei:
         stub.InspectImage(
-            media_service_pb2.InspectImageRequest(experiment=common_pb2.Experiment(variant="Robert'); DROP")),
+            media_service_pb2.InspectImageRequest(
+                experiment=common_pb2.Experiment(variant="Robert'); DROP")
+            ),
             timeout=5,
         )
     assert details(ei.value) == ("INVALID_EXPERIMENT_TAG", "experiment.variant")
 
 
 def scrape(server) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -171,27 +183,50 @@ def test_metrics_endpoint_counters_and_histograms_move(make_server):
     before = scrape(server)
     exp = common_pb2.Experiment(experiment_id="ab1", variant="treatment")
     for _ in range(3):
-        stub.InspectImage(media_service_pb2.InspectImageRequest(image=common_pb2.Image(data=jpeg()), experiment=exp), timeout=5)
+        stub.InspectImage(
+            media_service_pb2.InspectImageRequest(
+                image=common_pb2.Image(data=jpeg()), experiment=exp
+            ),
+            timeout=5,
+        )
     stub.InspectImage(
         media_service_pb2.InspectImageRequest(
-            image=common_pb2.Image(data=jpeg()), experiment=common_pb2.Experiment(variant="unlisted-arm")
+            image=common_pb2.Image(data=jpeg()),
+            experiment=common_pb2.Experiment(variant="unlisted-arm"),
         ),
         timeout=5,
     )
     with pytest.raises(grpc.RpcError):
-        stub.InspectImage(media_service_pb2.InspectImageRequest(image=common_pb2.Image(data=b"")), timeout=5)
+        stub.InspectImage(
+            media_service_pb2.InspectImageRequest(image=common_pb2.Image(data=b"")), timeout=5
+        )
     after = scrape(server)
-    assert after[f'drape_rpc_requests_total{{{labels},variant="treatment"}}'] - before.get(
-        f'drape_rpc_requests_total{{{labels},variant="treatment"}}', 0
-    ) == 3
-    assert after[f'drape_rpc_requests_total{{{labels},variant="other"}}'] == 1  # bounded cardinality
+    assert (
+        after[f'drape_rpc_requests_total{{{labels},variant="treatment"}}']
+        - before.get(f'drape_rpc_requests_total{{{labels},variant="treatment"}}', 0)
+        == 3
+    )
+    assert (
+        after[f'drape_rpc_requests_total{{{labels},variant="other"}}'] == 1
+    )  # bounded cardinality
     err_key = 'drape_rpc_errors_total{grpc_code="INVALID_ARGUMENT",grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService",reason="IMAGE_EMPTY"}'
     assert after[err_key] == 1
     count_key = 'drape_rpc_duration_seconds_count{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService"}'
     assert after[count_key] - before.get(count_key, 0) == 5
-    assert 'drape_rpc_duration_seconds_bucket{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService",le="600.0"}' in after
-    assert 'drape_rpc_duration_seconds_bucket{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService",le="0.005"}' in after
-    assert after['drape_rpc_in_flight{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService"}'] == 0
+    assert (
+        'drape_rpc_duration_seconds_bucket{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService",le="600.0"}'
+        in after
+    )
+    assert (
+        'drape_rpc_duration_seconds_bucket{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService",le="0.005"}'
+        in after
+    )
+    assert (
+        after[
+            'drape_rpc_in_flight{grpc_method="InspectImage",grpc_service="drape.common.v1.MediaService"}'
+        ]
+        == 0
+    )
     # Per-stage helper: load and warm-up of each app were timed.
     assert after['drape_stage_duration_seconds_count{backend="probe",stage="load"}'] == 1
 
@@ -210,7 +245,9 @@ def test_logs_are_json_with_ids_and_never_image_bytes(make_server):
         marker = b"SHOPPERPHOTO" * 50
         with pytest.raises(grpc.RpcError):
             stub.InspectImage(
-                media_service_pb2.InspectImageRequest(request_id="log-test-1", image=common_pb2.Image(data=marker)),
+                media_service_pb2.InspectImageRequest(
+                    request_id="log-test-1", image=common_pb2.Image(data=marker)
+                ),
                 timeout=5,
             )
         logging.getLogger("drape.test").info("payload", extra={"image": marker})
@@ -220,7 +257,10 @@ def test_logs_are_json_with_ids_and_never_image_bytes(make_server):
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     rpc_lines = [ln for ln in lines if ln.get("msg") == "rpc finished"]
     assert rpc_lines and rpc_lines[0]["request_id"] == "log-test-1"
-    assert rpc_lines[0]["code"] == "INVALID_ARGUMENT" and rpc_lines[0]["reason"] == "IMAGE_UNRECOGNIZED"
+    assert (
+        rpc_lines[0]["code"] == "INVALID_ARGUMENT"
+        and rpc_lines[0]["reason"] == "IMAGE_UNRECOGNIZED"
+    )
     assert len(rpc_lines[0]["trace_id"]) == 32
     assert "SHOPPERPHOTO" not in stream.getvalue()
     assert lines[-1]["image"] == f"<{len(marker)} bytes>"

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import grpc
+
 from helpers import call
 
 HELPERS = Path(__file__).resolve().parent / "helpers.py"
@@ -26,7 +27,9 @@ def start_probe_process(grace: float) -> tuple[subprocess.Popen, int]:
         "DRAPE_GRACE_PERIOD_SECONDS": str(grace),
         "DRAPE_LOG_FORMAT": "json",
     }
-    proc = subprocess.Popen([sys.executable, str(HELPERS)], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HELPERS)], env=env, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stderr.readline()

@@ -192,7 +192,14 @@ class Settings:
         rows = []
         for f in dataclasses.fields(cls):
             default = "" if f.metadata.get("secret") else _format(f.default)
-            rows.append((f.name, f.metadata["env"], default, _type_name(hints[f.name]) + ": " + f.metadata["help"]))
+            rows.append(
+                (
+                    f.name,
+                    f.metadata["env"],
+                    default,
+                    _type_name(hints[f.name]) + ": " + f.metadata["help"],
+                )
+            )
         return rows
 
 
@@ -296,7 +303,9 @@ def load_settings(
             raise ConfigError(CONFIG_FILE_ENV, f"{path} has unknown settings: {', '.join(unknown)}")
         for key, raw in data.items():
             f = fields[key]
-            values[key] = _convert(key, f"{f.metadata['env']} (in {path})", hints[key], raw, f.metadata)
+            values[key] = _convert(
+                key, f"{f.metadata['env']} (in {path})", hints[key], raw, f.metadata
+            )
 
     for name, f in fields.items():
         raw = env.get(f.metadata["env"])
@@ -308,5 +317,3 @@ def load_settings(
         f = fields[name]
         values[name] = _convert(name, f.metadata["env"], hints[name], raw, f.metadata)
     return cls(**values)
-
-

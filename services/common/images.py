@@ -89,10 +89,14 @@ class DecodedImage:
 
 
 def _refuse(reason: str, message: str, field: str, **meta: object) -> InvalidInputError:
-    return InvalidInputError(reason, message, field=field, metadata={k: str(v) for k, v in meta.items()})
+    return InvalidInputError(
+        reason, message, field=field, metadata={k: str(v) for k, v in meta.items()}
+    )
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), field: str = "image") -> DecodedImage:
+def decode_image(
+    data: bytes, limits: ImageLimits = ImageLimits(), field: str = "image"
+) -> DecodedImage:
     """Decode an uploaded image under ``limits``.
 
     Args:
@@ -161,9 +165,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), field: str = 
         )
     width, height = img.size
     if width <= 0 or height <= 0:
-        raise _refuse(
-            "IMAGE_INVALID_DIMENSIONS", f"the image is {width} x {height} pixels", field
-        )
+        raise _refuse("IMAGE_INVALID_DIMENSIONS", f"the image is {width} x {height} pixels", field)
     if width * height > limits.max_pixels:
         raise _refuse(
             "IMAGE_TOO_MANY_PIXELS",
@@ -181,10 +183,16 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), field: str = 
     except OSError as exc:
         text = str(exc).lower()
         if "truncated" in text or "premature end" in text or "unexpected end" in text:
-            raise _refuse("IMAGE_TRUNCATED", "the image data ends early (truncated file)", field) from None
-        raise _refuse("IMAGE_CORRUPT", f"the image data cannot be decoded: {_short(exc)}", field) from None
+            raise _refuse(
+                "IMAGE_TRUNCATED", "the image data ends early (truncated file)", field
+            ) from None
+        raise _refuse(
+            "IMAGE_CORRUPT", f"the image data cannot be decoded: {_short(exc)}", field
+        ) from None
     except (SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        raise _refuse("IMAGE_CORRUPT", f"the image data cannot be decoded: {_short(exc)}", field) from None
+        raise _refuse(
+            "IMAGE_CORRUPT", f"the image data cannot be decoded: {_short(exc)}", field
+        ) from None
 
     orientation = 1
     try:
@@ -252,9 +260,7 @@ def _normalise(img: Image.Image) -> np.ndarray:
         img = img.convert("RGBA")
     elif mode in ("L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         img = img.convert("RGB")
-    elif mode == "LA":
-        img = img.convert("RGBA")
-    elif mode == "RGB" and "transparency" in img.info:
+    elif mode == "LA" or mode == "RGB" and "transparency" in img.info:
         img = img.convert("RGBA")
     elif mode not in ("RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in mode else "RGB")

@@ -54,14 +54,20 @@ class _Status(grpc.Status):
 def status_proto(err: DrapeError) -> status_pb2.Status:
     """``google.rpc.Status`` for an error: an ErrorInfo with the reason always, plus a
     BadRequest field violation when the error names a request field."""
-    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=err.metadata)
+    info = error_details_pb2.ErrorInfo(
+        reason=err.reason, domain=ERROR_DOMAIN, metadata=err.metadata
+    )
     details = []
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
     if err.field:
         bad = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=err.field, description=err.message)]
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=err.field, description=err.message
+                )
+            ]
         )
         packed = any_pb2.Any()
         packed.Pack(bad)
@@ -115,7 +121,9 @@ class ConcurrencyLimiter:
 class _Call:
     """Bookkeeping of one call across the handler's lifetime."""
 
-    def __init__(self, icpt: DrapeInterceptor, service: str, method: str, context: grpc.ServicerContext):
+    def __init__(
+        self, icpt: DrapeInterceptor, service: str, method: str, context: grpc.ServicerContext
+    ):
         self.icpt, self.service, self.method, self.context = icpt, service, method, context
         self.t0 = time.perf_counter()
         self.code = grpc.StatusCode.OK
@@ -126,11 +134,17 @@ class _Call:
         self.variant = ""
 
     def begin(self, request: Any | None) -> None:
-        md = {k.lower(): v for k, v in (self.context.invocation_metadata() or ()) if isinstance(v, str)}
+        md = {
+            k.lower(): v
+            for k, v in (self.context.invocation_metadata() or ())
+            if isinstance(v, str)
+        }
         trace_id = ctxmod.trace_id_from(md)
         self.context.set_trailing_metadata(((TRACE_HEADER, trace_id),))
         # Bind a provisional context first so that even a refused request id is logged.
-        self.ctx = ctxmod.CallContext(request_id="", trace_id=trace_id, method=f"{self.service}/{self.method}")
+        self.ctx = ctxmod.CallContext(
+            request_id="", trace_id=trace_id, method=f"{self.service}/{self.method}"
+        )
         self.token = ctxmod.bind(self.ctx)
         rid = getattr(request, "request_id", "") if request is not None else ""
         rid = rid or md.get(REQUEST_ID_HEADER, "")
@@ -155,9 +169,13 @@ class _Call:
             ctxmod.validate_tag(variant, "experiment.variant")
             rem = self.context.time_remaining()
             if rem is not None and rem <= 0:
-                raise DeadlineExceededError("DEADLINE_EXCEEDED", "the deadline passed before the call started")
+                raise DeadlineExceededError(
+                    "DEADLINE_EXCEEDED", "the deadline passed before the call started"
+                )
             if self.icpt.draining.is_set():
-                raise UnavailableError("SERVER_DRAINING", "the server is shutting down; retry on another replica")
+                raise UnavailableError(
+                    "SERVER_DRAINING", "the server is shutting down; retry on another replica"
+                )
             if not self.icpt.limiter.try_acquire():
                 raise ResourceExhaustedError(
                     "CONCURRENCY_LIMIT",
@@ -199,7 +217,11 @@ class _Call:
         if self.code != grpc.StatusCode.OK:
             m.errors.labels(self.service, self.method, code, self.reason or code).inc()
         if self.service not in EXEMPT_SERVICES:
-            level = logging.ERROR if self.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
+            level = (
+                logging.ERROR
+                if self.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+                else logging.INFO
+            )
             log.log(
                 level,
                 "rpc finished",
@@ -238,12 +260,16 @@ class DrapeInterceptor(grpc.ServerInterceptor):
         draining: set once the server stops accepting work.
     """
 
-    def __init__(self, metrics: Metrics, limiter: ConcurrencyLimiter, draining: threading.Event) -> None:
+    def __init__(
+        self, metrics: Metrics, limiter: ConcurrencyLimiter, draining: threading.Event
+    ) -> None:
         self.metrics = metrics
         self.limiter = limiter
         self.draining = draining
 
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+    def intercept_service(
+        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
+    ):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -254,14 +280,24 @@ class DrapeInterceptor(grpc.ServerInterceptor):
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, service, method), **kw)
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, service, method), **kw
+            )
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, service, method, True), **kw)
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, service, method, True), **kw
+            )
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, service, method, False), **kw)
-        return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, service, method, False), **kw)
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, service, method, False), **kw
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream(handler.stream_stream, service, method, False), **kw
+        )
 
-    def _unary(self, behavior: Callable, service: str, method: str, unary_request: bool = True) -> Callable:
+    def _unary(
+        self, behavior: Callable, service: str, method: str, unary_request: bool = True
+    ) -> Callable:
         def wrapper(request, context):
             call = _Call(self, service, method, context)
             try:
@@ -276,7 +312,9 @@ class DrapeInterceptor(grpc.ServerInterceptor):
 
         return wrapper
 
-    def _stream(self, behavior: Callable, service: str, method: str, unary_request: bool) -> Callable:
+    def _stream(
+        self, behavior: Callable, service: str, method: str, unary_request: bool
+    ) -> Callable:
         def wrapper(request, context) -> Iterator:
             call = _Call(self, service, method, context)
             try:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -100,14 +101,28 @@ class TansuBroker:
             RuntimeError: when it exits or does not listen within ``timeout``.
         """
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        cmd = [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "RUST_LOG": "warn"}
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "RUST_LOG": "warn"},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.stderr else ""
+                err = (
+                    self.proc.stderr.read().decode(errors="replace")[-2000:]
+                    if self.proc.stderr
+                    else ""
+                )
                 raise RuntimeError(f"tansu exited with {self.proc.returncode}: {err}")
             if wait_for_port(self.host, self.port, 0.2):
                 log.info("broker up", extra={"bootstrap": self.bootstrap})
@@ -137,7 +152,9 @@ class TansuBroker:
         self.stop()
 
 
-def client_config(settings=None, bootstrap: str | None = None, fast_group: bool = False) -> dict[str, Any]:
+def client_config(
+    settings=None, bootstrap: str | None = None, fast_group: bool = False
+) -> dict[str, Any]:
     """kafka-python keyword arguments common to producers, consumers and admin clients.
 
     Args:
@@ -146,7 +163,9 @@ def client_config(settings=None, bootstrap: str | None = None, fast_group: bool 
         fast_group: not applicable to producers; see :data:`FAST_GROUP` for consumers.
     """
     servers = bootstrap or (settings.kafka_bootstrap_servers if settings else "127.0.0.1:9092")
-    cfg: dict[str, Any] = {"bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()]}
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()]
+    }
     if settings is not None and settings.kafka_sasl_username:
         cfg.update(
             security_protocol="SASL_PLAINTEXT",
@@ -157,19 +176,21 @@ def client_config(settings=None, bootstrap: str | None = None, fast_group: bool 
     return cfg
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int], settings=None, timeout: float = 20.0) -> None:
+def ensure_topics(
+    bootstrap: str, topics: dict[str, int], settings=None, timeout: float = 20.0
+) -> None:
     """Create ``{topic: partitions}`` that do not exist yet (idempotent)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(**client_config(settings, bootstrap), request_timeout_ms=int(timeout * 1000))
+    admin = KafkaAdminClient(
+        **client_config(settings, bootstrap), request_timeout_ms=int(timeout * 1000)
+    )
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t, n, 1) for t, n in topics.items() if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()

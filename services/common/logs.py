@@ -53,7 +53,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": _dt.datetime.fromtimestamp(record.created, _dt.UTC).isoformat(timespec="milliseconds"),
+            "ts": _dt.datetime.fromtimestamp(record.created, _dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -81,7 +83,9 @@ class TextFormatter(logging.Formatter):
         call = getattr(record, "drape_call", None) or context.current()
         ids = f" [{call.request_id[:12]} {call.trace_id[:8]}]" if call else ""
         extras = {
-            k: safe(v) for k, v in record.__dict__.items() if k not in _STD_ATTRS and not k.startswith("_")
+            k: safe(v)
+            for k, v in record.__dict__.items()
+            if k not in _STD_ATTRS and not k.startswith("_")
         }
         tail = " " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""
         line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname[0]}{ids} {record.name}: {record.getMessage()}{tail}"

@@ -24,11 +24,18 @@ _FORMATS = {
     common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
     common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
 }
-FORMAT_ENUM = {"PNG": common_pb2.IMAGE_FORMAT_PNG, "JPEG": common_pb2.IMAGE_FORMAT_JPEG, "WEBP": common_pb2.IMAGE_FORMAT_WEBP}
+FORMAT_ENUM = {
+    "PNG": common_pb2.IMAGE_FORMAT_PNG,
+    "JPEG": common_pb2.IMAGE_FORMAT_JPEG,
+    "WEBP": common_pb2.IMAGE_FORMAT_WEBP,
+}
 
 
 def response_meta(
-    backend: str = "", backend_version: str = "", timings: dict[str, float] | None = None, experiment=None
+    backend: str = "",
+    backend_version: str = "",
+    timings: dict[str, float] | None = None,
+    experiment=None,
 ) -> common_pb2.ResponseMeta:
     """``ResponseMeta`` for the current call: ids and experiment tags echoed."""
     call = ctxmod.current()
@@ -95,7 +102,9 @@ class MediaApp(ServiceApp):
     name = "media"
 
     def __init__(self, settings) -> None:
-        self.servicer = MediaServicer(ImageLimits.from_settings(settings), VideoLimits.from_settings(settings))
+        self.servicer = MediaServicer(
+            ImageLimits.from_settings(settings), VideoLimits.from_settings(settings)
+        )
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         media_service_pb2_grpc.add_MediaServiceServicer_to_server(self.servicer, server)

@@ -70,7 +70,10 @@ class Metrics:
             registry=self.registry,
         )
         self.build = Gauge(
-            "drape_build_info", "Always 1; labels say what runs.", ["service", "version"], registry=self.registry
+            "drape_build_info",
+            "Always 1; labels say what runs.",
+            ["service", "version"],
+            registry=self.registry,
         )
         from services.common import __version__
 
@@ -90,7 +93,9 @@ class Metrics:
         try:
             yield
         finally:
-            self.stage_duration.labels(stage=name, backend=backend).observe(time.perf_counter() - t0)
+            self.stage_duration.labels(stage=name, backend=backend).observe(
+                time.perf_counter() - t0
+            )
 
     def serve(self, port: int, address: str = "0.0.0.0") -> int:
         """Start the ``/metrics`` HTTP server; returns the bound port (useful with 0)."""

@@ -32,7 +32,9 @@ from services.common.interceptors import internal_error, status_proto
 
 log = logging.getLogger("drape.operations")
 State = operations_pb2.OperationState
-TERMINAL = frozenset({State.OPERATION_STATE_SUCCEEDED, State.OPERATION_STATE_FAILED, State.OPERATION_STATE_CANCELLED})
+TERMINAL = frozenset(
+    {State.OPERATION_STATE_SUCCEEDED, State.OPERATION_STATE_FAILED, State.OPERATION_STATE_CANCELLED}
+)
 
 
 class OperationHandle:
@@ -96,8 +98,13 @@ class OperationManager:
 
     # ------------------------------------------------------------------ public API
 
-    def start(self, work: Callable[[OperationHandle], Any], request_id: str = "",
-              experiment: common_pb2.Experiment | None = None, total: int = 0) -> operations_pb2.Operation:
+    def start(
+        self,
+        work: Callable[[OperationHandle], Any],
+        request_id: str = "",
+        experiment: common_pb2.Experiment | None = None,
+        total: int = 0,
+    ) -> operations_pb2.Operation:
         """Run ``work(handle)`` in the background; returns the new operation.
 
         A start with a ``request_id`` already seen (and not yet expired) returns that
@@ -147,11 +154,16 @@ class OperationManager:
             if op.state not in TERMINAL:
                 op.token.cancel("cancelled by a Cancel call")
                 if op.state == State.OPERATION_STATE_QUEUED:
-                    self._finish(op, State.OPERATION_STATE_CANCELLED, error=CancelledError("CANCELLED", "cancelled before it started"))
+                    self._finish(
+                        op,
+                        State.OPERATION_STATE_CANCELLED,
+                        error=CancelledError("CANCELLED", "cancelled before it started"),
+                    )
             return self._proto(op)
 
-    def watch(self, op_id: str, token: CancelToken | None = None, heartbeat: float = 5.0
-              ) -> Iterator[tuple[operations_pb2.Operation, Any]]:
+    def watch(
+        self, op_id: str, token: CancelToken | None = None, heartbeat: float = 5.0
+    ) -> Iterator[tuple[operations_pb2.Operation, Any]]:
         """Yield ``(operation, result)`` on every change until the operation ends; the last
         item carries the result (None unless succeeded). Ends early when ``token`` is
         cancelled (the watcher went away). Re-sends the state every ``heartbeat`` s."""
@@ -164,7 +176,10 @@ class OperationManager:
                     op = self._find(op_id)
                 changed = op.version != seen
                 seen = op.version
-                snapshot = (self._proto(op), op.result if op.state == State.OPERATION_STATE_SUCCEEDED else None)
+                snapshot = (
+                    self._proto(op),
+                    op.result if op.state == State.OPERATION_STATE_SUCCEEDED else None,
+                )
                 terminal = op.state in TERMINAL
             if changed or terminal:
                 yield snapshot
@@ -182,7 +197,9 @@ class OperationManager:
 
     # ------------------------------------------------------------------ internals
 
-    def _run(self, op: _Op, work: Callable[[OperationHandle], Any], call: ctxmod.CallContext | None) -> None:
+    def _run(
+        self, op: _Op, work: Callable[[OperationHandle], Any], call: ctxmod.CallContext | None
+    ) -> None:
         token = ctxmod.bind(call)
         try:
             with self._cond:
@@ -203,7 +220,11 @@ class OperationManager:
             except Exception:  # noqa: BLE001 - our fault: logged with the trace id, generic to the caller
                 log.exception("operation %s failed", op.id)
                 with self._cond:
-                    self._finish(op, State.OPERATION_STATE_FAILED, error=internal_error(call.trace_id if call else op.id))
+                    self._finish(
+                        op,
+                        State.OPERATION_STATE_FAILED,
+                        error=internal_error(call.trace_id if call else op.id),
+                    )
             else:
                 with self._cond:
                     op.result = result
@@ -224,7 +245,10 @@ class OperationManager:
     def _finish(self, op: _Op, state: int, error: DrapeError | None = None) -> None:
         op.state = state
         op.finished = time.time()
-        op.stage = {State.OPERATION_STATE_SUCCEEDED: "done", State.OPERATION_STATE_FAILED: "failed"}.get(state, "cancelled")
+        op.stage = {
+            State.OPERATION_STATE_SUCCEEDED: "done",
+            State.OPERATION_STATE_FAILED: "failed",
+        }.get(state, "cancelled")
         if error is not None:
             op.error = status_proto(error)
         self._touch(op)
@@ -237,12 +261,18 @@ class OperationManager:
     def _find(self, op_id: str) -> _Op:
         op = self._ops.get(op_id)
         if op is None:
-            raise NotFoundError("OPERATION_NOT_FOUND", f"no operation {op_id[:64]!r} (unknown or expired)", field="operation_id")
+            raise NotFoundError(
+                "OPERATION_NOT_FOUND",
+                f"no operation {op_id[:64]!r} (unknown or expired)",
+                field="operation_id",
+            )
         return op
 
     def _sweep(self) -> None:
         now = time.time()
-        for op_id in [i for i, o in self._ops.items() if o.finished and now - o.finished > self.ttl]:
+        for op_id in [
+            i for i, o in self._ops.items() if o.finished and now - o.finished > self.ttl
+        ]:
             op = self._ops.pop(op_id)
             if op.request_id:
                 self._by_request.pop(op.request_id, None)
@@ -252,14 +282,20 @@ class OperationManager:
         if op.finished and op.started_mono is not None:
             elapsed = op.finished - op.created
         eta = -1.0
-        if op.state == State.OPERATION_STATE_RUNNING and op.total and 0 < op.done:
+        if op.state == State.OPERATION_STATE_RUNNING and op.total and op.done > 0:
             eta = elapsed / op.done * max(op.total - op.done, 0)
         elif op.state in TERMINAL:
             eta = 0.0
         msg = operations_pb2.Operation(
             id=op.id,
             state=op.state,
-            progress=operations_pb2.Progress(done=op.done, total=op.total, stage=op.stage, eta_seconds=eta, elapsed_seconds=elapsed),
+            progress=operations_pb2.Progress(
+                done=op.done,
+                total=op.total,
+                stage=op.stage,
+                eta_seconds=eta,
+                elapsed_seconds=elapsed,
+            ),
             create_time=_ts(op.created),
             update_time=_ts(op.updated),
             expire_time=_ts((op.finished or op.created) + self.ttl) if op.finished else None,

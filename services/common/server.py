@@ -55,8 +55,15 @@ class ServiceApp:
 class DrapeServer:
     """A gRPC server with Drape's lifecycle. Build it with :func:`create_server`."""
 
-    def __init__(self, grpc_server: grpc.Server, apps: Sequence[ServiceApp], settings: Settings,
-                 metrics: Metrics, limiter: ConcurrencyLimiter, draining: threading.Event) -> None:
+    def __init__(
+        self,
+        grpc_server: grpc.Server,
+        apps: Sequence[ServiceApp],
+        settings: Settings,
+        metrics: Metrics,
+        limiter: ConcurrencyLimiter,
+        draining: threading.Event,
+    ) -> None:
         self.grpc = grpc_server
         self.apps = list(apps)
         self.settings = settings
@@ -81,7 +88,9 @@ class DrapeServer:
         """Start serving (health NOT_SERVING), then load and warm up every app in the
         background; health flips to SERVING when all are done."""
         if self.settings.metrics_port >= 0 and self.metrics_port is None:
-            self.metrics_port = self.metrics.serve(self.settings.metrics_port, self.settings.metrics_address)
+            self.metrics_port = self.metrics.serve(
+                self.settings.metrics_port, self.settings.metrics_address
+            )
         self.grpc.start()
         self._loader = threading.Thread(target=self._load, name="drape-load", daemon=True)
         self._loader.start()
@@ -101,7 +110,13 @@ class DrapeServer:
         if not self.draining.is_set():
             self._set_health(health_pb2.HealthCheckResponse.SERVING)
             self.ready.set()
-            log.info("serving", extra={"load_seconds": round(time.perf_counter() - t0, 3), "services": self.service_names})
+            log.info(
+                "serving",
+                extra={
+                    "load_seconds": round(time.perf_counter() - t0, 3),
+                    "services": self.service_names,
+                },
+            )
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until SERVING; False on timeout or when loading failed."""
@@ -184,13 +199,19 @@ def create_server(
         ],
         maximum_concurrent_rpcs=workers * 4,
     )
-    server = DrapeServer(grpc_server, [*apps, MediaApp(settings)], settings, metrics, limiter, draining)
+    server = DrapeServer(
+        grpc_server, [*apps, MediaApp(settings)], settings, metrics, limiter, draining
+    )
     for app in server.apps:
         server.service_names.extend(app.register(grpc_server, server))
     health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
     server._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
-        [*server.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *server.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         grpc_server,
     )
     port = grpc_server.add_insecure_port(address)
@@ -217,7 +238,10 @@ def serve(*apps: ServiceApp, settings: Settings | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    log.info("listening", extra={"port": port, "metrics_port": server.metrics_port, "services": server.service_names})
+    log.info(
+        "listening",
+        extra={"port": port, "metrics_port": server.metrics_port, "services": server.service_names},
+    )
     while not stop.wait(0.2):
         if server.load_error is not None:
             server.stop(0)

@@ -10,8 +10,8 @@ import dataclasses
 import io
 import os
 import tempfile
-from fractions import Fraction
 from collections.abc import Iterable
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -75,7 +75,10 @@ def _refuse(reason: str, message: str, field: str) -> InvalidInputError:
 
 
 def decode_video(
-    data: bytes, limits: VideoLimits = VideoLimits(), field: str = "video", max_side: int | None = None
+    data: bytes,
+    limits: VideoLimits = VideoLimits(),
+    field: str = "video",
+    max_side: int | None = None,
 ) -> DecodedVideo:
     """Decode every frame of an uploaded video under ``limits``.
 
@@ -95,12 +98,16 @@ def decode_video(
         raise _refuse("VIDEO_EMPTY", "the video is empty (0 bytes)", field)
     if len(data) > limits.max_bytes:
         raise _refuse(
-            "VIDEO_TOO_LARGE", f"the video is {len(data)} bytes; the limit is {limits.max_bytes}", field
+            "VIDEO_TOO_LARGE",
+            f"the video is {len(data)} bytes; the limit is {limits.max_bytes}",
+            field,
         )
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:
-        raise _refuse("VIDEO_UNRECOGNIZED", f"the bytes are not a readable video: {str(exc)[:160]}", field) from None
+        raise _refuse(
+            "VIDEO_UNRECOGNIZED", f"the bytes are not a readable video: {str(exc)[:160]}", field
+        ) from None
     with container:
         if not container.streams.video:
             raise _refuse("VIDEO_NO_VIDEO_STREAM", "the file has no video stream", field)
@@ -154,11 +161,15 @@ def decode_video(
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if fps and len(frames) / fps > limits.max_seconds + 1.0 / fps:
                     raise _refuse(
-                        "VIDEO_TOO_LONG", f"the video is longer than {limits.max_seconds:g} s", field
+                        "VIDEO_TOO_LONG",
+                        f"the video is longer than {limits.max_seconds:g} s",
+                        field,
                     )
         except av.FFmpegError as exc:
             if not frames:
-                raise _refuse("VIDEO_CORRUPT", f"no frame could be decoded: {str(exc)[:160]}", field) from None
+                raise _refuse(
+                    "VIDEO_CORRUPT", f"no frame could be decoded: {str(exc)[:160]}", field
+                ) from None
             # A damaged tail: keep the frames decoded so far (motion extraction copes).
         if not frames:
             raise _refuse("VIDEO_CORRUPT", "the video stream holds no decodable frame", field)
@@ -217,7 +228,9 @@ def _encode_to(path: str, frames: Iterable[np.ndarray], fps: float, crf: int, pr
                 stream.options = {"crf": str(crf), "preset": preset}
             elif frame.shape[:2] != (stream.height, stream.width):
                 raise ValueError("all frames must have the same size")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 out.mux(packet)
         if stream is None:
             raise ValueError("no frames to encode")
