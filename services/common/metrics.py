@@ -104,7 +104,7 @@ class Metrics:
         return int(httpd.server_port)
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
+        httpd, self._http = self._http, None  # idempotent, also when called from two threads
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()

@@ -77,6 +77,8 @@ class DrapeServer:
         self.load_error: BaseException | None = None
         self._loader: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._drain_lock = threading.Lock()
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,7 +142,10 @@ class DrapeServer:
         self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and stays so
         log.info("draining", extra={"grace_seconds": grace, "in_flight": self.limiter.active})
         done = self.grpc.stop(grace)
-        threading.Thread(target=self._after_stop, args=(done,), daemon=True).start()
+        with self._drain_lock:
+            first, self._closing = not self._closing, True
+        if first:
+            threading.Thread(target=self._after_stop, args=(done,), daemon=True).start()
         return done
 
     def _after_stop(self, done: threading.Event) -> None:
