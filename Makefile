@@ -45,8 +45,8 @@ lint: setup  ## static checks
 	$(BIN)/ruff check services tests benchmarks
 	$(BIN)/ruff format --check services tests benchmarks
 
-lock:  ## re-resolve dependencies into requirements.lock (review the diff!)
-	@echo "see the header of requirements.lock for how the set is resolved"; exit 1
+lock:  ## re-resolve requirements.lock from pyproject.toml in a scratch venv (review the diff!)
+	$(PYTHON) services/common/lockgen.py
 
 clean:  ## remove the virtual environment and outputs
 	rm -rf $(VENV) out .pytest_cache
