@@ -24,14 +24,15 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from services.common.server import serve
+    from services.common.server import exit_now, serve
 
     settings = load_settings()
     apps = []  # the MediaService is always hosted; service issues add their apps here
     if args.service not in ("media",):
         print(f"drape serve: unknown service {args.service!r}", file=sys.stderr)
         return 2
-    return serve(*apps, settings=settings)
+    exit_now(serve(*apps, settings=settings))
+    return 0  # not reached
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -84,6 +84,6 @@ def call(channel: grpc.Channel, method: str, payload: bytes = b"", **kw):
 
 if __name__ == "__main__":
     from services.common.config import load_settings
-    from services.common.server import serve
+    from services.common.server import exit_now, serve
 
-    sys.exit(serve(ProbeApp(), settings=load_settings()))
+    exit_now(serve(ProbeApp(), settings=load_settings()))

@@ -93,3 +93,30 @@ def random_bytes(n: int = 4096, seed: int = 7) -> bytes:
 
 
 TEXT_FILE = b"name,sku,price\nlinen shirt,SKU-123,49.90\n" * 20
+
+
+def jpeg_scan_bomb(extra_scans: int = 300) -> bytes:
+    """A small progressive JPEG whose last scan is repeated: cheap to send, and each
+    repeated scan makes a decoder revisit every coefficient."""
+    base = encode(gradient(64, 64), "JPEG", progressive=True, quality=80)
+    last_scan = base[base.rfind(b"\xff\xda") : -2]  # up to, not including, EOI
+    return base[:-2] + last_scan * extra_scans + b"\xff\xd9"
+
+
+def grayscale_png_with_transparency() -> bytes:
+    """An 8-bit grayscale PNG whose value 0 is transparent (tRNS): left half 0, right 200."""
+    arr = np.zeros((6, 12), np.uint8)
+    arr[:, 6:] = 200
+    return encode(Image.fromarray(arr), "PNG", transparency=0)
+
+
+def jpeg_with_corrupt_exif() -> bytes:
+    """A JPEG with orientation 6 in an EXIF block whose tag table is cut short."""
+    good = exif_rotated_jpeg(6)
+    i = good.find(b"Exif\x00\x00")
+    seg_len = int.from_bytes(good[i - 2 : i], "big")
+    exif = bytearray(good[i : i - 2 + seg_len])
+    exif[-4:] = b"\xff\xff\xff\xff"  # "next IFD" offset pointing far outside the block
+    return (
+        good[: i - 2] + (len(exif) + 2).to_bytes(2, "big") + bytes(exif) + good[i - 2 + seg_len :]
+    )

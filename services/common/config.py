@@ -87,6 +87,22 @@ class Settings:
         min=1,
         max=1024,
     )
+    drain_delay_seconds: float = setting(
+        1.0,
+        env="DRAPE_DRAIN_DELAY_SECONDS",
+        help="on SIGTERM, how long health reports NOT_SERVING (new work refused with "
+        "UNAVAILABLE) before the server stops, so load balancers notice",
+        min=0,
+        max=300,
+    )
+    max_watch_streams: int = setting(
+        16,
+        env="DRAPE_MAX_WATCH_STREAMS",
+        help="progress streams (Watch* calls) open at once; more are refused with "
+        "RESOURCE_EXHAUSTED",
+        min=1,
+        max=1024,
+    )
     grace_period_seconds: float = setting(
         30.0,
         env="DRAPE_GRACE_PERIOD_SECONDS",
@@ -120,6 +136,12 @@ class Settings:
         env="DRAPE_MAX_VIDEO_PIXELS",
         help="largest video frame (width x height) accepted",
         min=1,
+    )
+    max_video_decoded_bytes: int = setting(
+        1024 * MiB,
+        env="DRAPE_MAX_VIDEO_DECODED_BYTES",
+        help="most memory the decoded frames of one video may take",
+        min=MiB,
     )
     operation_ttl_seconds: float = setting(
         3600.0,
@@ -157,6 +179,7 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        check_address("DRAPE_GRPC_ADDRESS", self.grpc_address)
         if self.max_image_bytes > self.max_message_bytes:
             raise ConfigError(
                 "DRAPE_MAX_IMAGE_BYTES",
@@ -201,6 +224,21 @@ class Settings:
                 )
             )
         return rows
+
+
+def check_address(env: str, address: str) -> None:
+    """Check a ``host:port`` (``[v6]:port`` for IPv6) with a port in 0..65535.
+
+    Raises:
+        ConfigError: naming ``env`` when the address cannot be a listening address.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            env, f"invalid address {address!r}: expected host:port with a port 0-65535"
+        )
+    if host.startswith("[") != host.endswith("]"):
+        raise ConfigError(env, f"invalid address {address!r}: unbalanced brackets")
 
 
 def _format(value: Any) -> str:

@@ -13,7 +13,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from services.common.errors import InvalidInputError
 
@@ -111,8 +111,21 @@ def decode_image(
     Raises:
         InvalidInputError: with reason IMAGE_EMPTY, IMAGE_TOO_LARGE, IMAGE_UNRECOGNIZED,
             IMAGE_FORMAT_UNSUPPORTED, IMAGE_INVALID_DIMENSIONS, IMAGE_TOO_MANY_PIXELS,
-            IMAGE_TRUNCATED or IMAGE_CORRUPT.
+            IMAGE_TOO_COMPLEX, IMAGE_TRUNCATED or IMAGE_CORRUPT.
     """
+    try:
+        return _decode(data, limits, field)
+    except InvalidInputError:
+        raise
+    except MemoryError:
+        raise _refuse("IMAGE_TOO_MANY_PIXELS", "the image is too large to decode", field) from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted bytes is bad input
+        raise _refuse(
+            "IMAGE_CORRUPT", f"the image cannot be decoded: {_short(exc)}", field
+        ) from None
+
+
+def _decode(data: bytes, limits: ImageLimits, field: str) -> DecodedImage:
     if not data:
         raise _refuse("IMAGE_EMPTY", "the image is empty (0 bytes)", field)
     if len(data) > limits.max_bytes:
@@ -177,6 +190,7 @@ def decode_image(
             limit_pixels=limits.max_pixels,
         )
 
+    _check_complexity(data, fmt, field)
     source_mode = img.mode
     try:
         img.load()
@@ -202,7 +216,9 @@ def decode_image(
     if orientation not in range(1, 9):
         orientation = 1
     if orientation != 1:
-        img = ImageOps.exif_transpose(img)
+        # Rotate/flip the pixels only. ImageOps.exif_transpose also rewrites the EXIF block,
+        # which raises on malformed EXIF that the photo itself does not need.
+        img = img.transpose(_ORIENTATION_OPS[orientation])
 
     pixels = _normalise(img)
     return DecodedImage(
@@ -212,6 +228,52 @@ def decode_image(
         source_size=(width, height),
         exif_orientation=orientation,
     )
+
+
+# EXIF orientation → the transpose that makes the image upright (EXIF 2.32, tag 0x0112).
+_ORIENTATION_OPS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Decoding cost grows with the number of progressive scans (each one revisits every
+# coefficient); cameras and encoders write at most a dozen or so. A file with thousands of
+# tiny scans is a CPU bomb: a 1.7 MB 7000x7000 JPEG with 20 000 scans took 5 minutes.
+MAX_JPEG_SCANS = 100
+# Each PNG chunk is parsed in Python; real files have tens, bombs have millions.
+MAX_PNG_CHUNKS = 10_000
+
+
+def _check_complexity(data: bytes, fmt: str, field: str) -> None:
+    """Refuse files whose structure would make decoding cost far more than their size."""
+    if fmt == "JPEG":
+        # 0xFFDA (start of scan) cannot occur in entropy-coded data (0xFF is stuffed as
+        # 0xFF00 there), so counting it counts scans, plus any in an EXIF thumbnail.
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise _refuse(
+                "IMAGE_TOO_COMPLEX",
+                f"the JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are accepted",
+                field,
+            )
+    elif fmt == "PNG":
+        count, pos = 0, 8
+        while pos + 8 <= len(data):
+            count += 1
+            if count > MAX_PNG_CHUNKS:
+                raise _refuse(
+                    "IMAGE_TOO_COMPLEX",
+                    f"the PNG has more than {MAX_PNG_CHUNKS} chunks",
+                    field,
+                )
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            if data[pos + 4 : pos + 8] == b"IEND":
+                break
+            pos += 12 + length
 
 
 _MAGIC = (
@@ -245,18 +307,22 @@ def _normalise(img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img)
-        # 16-bit samples scale by 1/257 (65535 -> 255); 32-bit "I" images from 16-bit
-        # PNGs hold 0..65535 as well.
-        arr = np.clip(arr.astype(np.float64) / 257.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
+        # 16-bit samples scale by 1/257 (65535 -> 255, rounded); 32-bit "I" images from
+        # 16-bit PNGs hold 0..65535 as well. Integer arithmetic: no float64 temporaries.
+        wide = np.clip(arr, 0, 65535).astype(np.uint32)
+        wide += 128
+        wide //= 257
+        return np.repeat(wide.astype(np.uint8)[..., None], 3, axis=2)
     if mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 255.0 if arr.size and np.nanmax(arr) <= 1.0 else 1.0
-        arr = np.clip(np.nan_to_num(arr) * scale + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float32), copy=False)
+        if arr.size and arr.max() <= 1.0:  # normalised floats
+            arr *= 255.0
+        arr += 0.5
+        np.clip(arr, 0, 255, out=arr)
+        return np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2)
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    elif mode == "PA":
+    elif mode in ("PA", "LA") or (mode in ("L", "1") and "transparency" in img.info):
         img = img.convert("RGBA")
     elif mode in ("L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         img = img.convert("RGB")

@@ -132,6 +132,11 @@ class _Call:
         self.token = None
         self.admitted = False
         self.variant = ""
+        # Watch streams of long-running operations are cheap and long-lived: they get their
+        # own limit so that a few open progress streams never starve the real work.
+        watch = method.startswith("Watch")
+        self.limiter = icpt.watch_limiter if watch else icpt.limiter
+        self.kind = "progress streams" if watch else "calls"
 
     def begin(self, request: Any | None) -> None:
         md = {
@@ -176,11 +181,11 @@ class _Call:
                 raise UnavailableError(
                     "SERVER_DRAINING", "the server is shutting down; retry on another replica"
                 )
-            if not self.icpt.limiter.try_acquire():
+            if not self.limiter.try_acquire():
                 raise ResourceExhaustedError(
                     "CONCURRENCY_LIMIT",
-                    f"the server is serving its limit of {self.icpt.limiter.limit} calls; retry with backoff",
-                    metadata={"limit": str(self.icpt.limiter.limit)},
+                    f"the server is serving its limit of {self.limiter.limit} {self.kind}; retry with backoff",
+                    metadata={"limit": str(self.limiter.limit)},
                 )
             self.admitted = True
 
@@ -192,8 +197,11 @@ class _Call:
             err = exc
         else:
             # An abort by the handler itself already set the code: keep it.
+            # grpc's context.abort() sets the code, then raises a bare Exception(); anything
+            # else is a fault of ours, even if the handler had called set_code() first.
             existing = _context_code(self.context)
-            if existing not in (None, grpc.StatusCode.OK):
+            aborted = type(exc) is Exception and not exc.args
+            if aborted and existing not in (None, grpc.StatusCode.OK):
                 self.code = existing
                 self.reason = "HANDLER_ABORT"
                 raise exc
@@ -209,7 +217,7 @@ class _Call:
         m = self.icpt.metrics
         elapsed = time.perf_counter() - self.t0
         if self.admitted:
-            self.icpt.limiter.release()
+            self.limiter.release()
         m.in_flight.labels(self.service, self.method).dec()
         code = self.code.name
         m.requests.labels(self.service, self.method, code, m.variant_label(self.variant)).inc()
@@ -261,10 +269,15 @@ class DrapeInterceptor(grpc.ServerInterceptor):
     """
 
     def __init__(
-        self, metrics: Metrics, limiter: ConcurrencyLimiter, draining: threading.Event
+        self,
+        metrics: Metrics,
+        limiter: ConcurrencyLimiter,
+        draining: threading.Event,
+        watch_limiter: ConcurrencyLimiter | None = None,
     ) -> None:
         self.metrics = metrics
         self.limiter = limiter
+        self.watch_limiter = watch_limiter or ConcurrencyLimiter(max(16, 4 * limiter.limit))
         self.draining = draining
 
     def intercept_service(

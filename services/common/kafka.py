@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -109,20 +110,20 @@ class TansuBroker:
             "--advertised-listener-url",
             url,
         ]
+        # stderr goes to an unlinked temp file, not a pipe: nobody reads a pipe while the
+        # broker runs, and a full one would block it.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             env={**os.environ, "RUST_LOG": "warn"},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = (
-                    self.proc.stderr.read().decode(errors="replace")[-2000:]
-                    if self.proc.stderr
-                    else ""
-                )
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace")[-2000:]
                 raise RuntimeError(f"tansu exited with {self.proc.returncode}: {err}")
             if wait_for_port(self.host, self.port, 0.2):
                 log.info("broker up", extra={"bootstrap": self.bootstrap})
@@ -141,8 +142,7 @@ class TansuBroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._log.close()
         self.proc = None
 
     def __enter__(self) -> TansuBroker:

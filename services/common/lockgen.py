@@ -45,7 +45,9 @@ def main() -> int:
     header = [ln for ln in lock.read_text().splitlines() if ln.startswith("#")]
     body = sorted(ln for ln in frozen if ln and not ln.startswith(("pip==", "-e ", "drape")))
     lock.write_text("\n".join(header + body) + "\n")
-    print(f"wrote {lock} ({len(body)} packages); review `git diff requirements.lock`, then `make test`")
+    print(
+        f"wrote {lock} ({len(body)} packages); review `git diff requirements.lock`, then `make test`"
+    )
     return 0
 
 

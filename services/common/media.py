@@ -14,6 +14,7 @@ import numpy as np
 
 from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grpc
 from services.common import context as ctxmod
+from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.server import ServiceApp
 from services.common.video import VideoLimits, decode_video
@@ -53,9 +54,12 @@ def response_meta(
 class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
     """Implements drape.common.v1.MediaService with the server's limits."""
 
-    def __init__(self, image_limits: ImageLimits, video_limits: VideoLimits) -> None:
+    def __init__(
+        self, image_limits: ImageLimits, video_limits: VideoLimits, max_message_bytes: int
+    ) -> None:
         self.image_limits = image_limits
         self.video_limits = video_limits
+        self.max_message_bytes = max_message_bytes
 
     def InspectImage(self, request, context):  # noqa: N802 - gRPC method name
         t0 = time.perf_counter()
@@ -74,7 +78,17 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         if request.return_normalized:
             t1 = time.perf_counter()
             fmt = _FORMATS.get(request.output_format, "PNG")
-            resp.normalized.data = encode_image(img.pixels, fmt)
+            encoded = encode_image(img.pixels, fmt)
+            # Leave room for the rest of the response; refuse with a reason rather than let
+            # gRPC fail the send with a bare RESOURCE_EXHAUSTED after the work is done.
+            if len(encoded) + 64 * 1024 > self.max_message_bytes:
+                raise InvalidInputError(
+                    "OUTPUT_TOO_LARGE",
+                    f"the normalised {fmt} is {len(encoded)} bytes, over the server's message"
+                    f" limit of {self.max_message_bytes}; ask for JPEG or WEBP",
+                    field="output_format",
+                )
+            resp.normalized.data = encoded
             resp.normalized.format = FORMAT_ENUM[fmt]
             resp.normalized.width, resp.normalized.height = img.width, img.height
             timings["encode"] = time.perf_counter() - t1
@@ -103,7 +117,9 @@ class MediaApp(ServiceApp):
 
     def __init__(self, settings) -> None:
         self.servicer = MediaServicer(
-            ImageLimits.from_settings(settings), VideoLimits.from_settings(settings)
+            ImageLimits.from_settings(settings),
+            VideoLimits.from_settings(settings),
+            settings.max_message_bytes,
         )
 
     def register(self, server: grpc.Server, ctx) -> list[str]:

@@ -165,9 +165,17 @@ class OperationManager:
         self, op_id: str, token: CancelToken | None = None, heartbeat: float = 5.0
     ) -> Iterator[tuple[operations_pb2.Operation, Any]]:
         """Yield ``(operation, result)`` on every change until the operation ends; the last
-        item carries the result (None unless succeeded). Ends early when ``token`` is
-        cancelled (the watcher went away). Re-sends the state every ``heartbeat`` s."""
+        item carries the result (None unless it succeeded).
+
+        Args:
+            op_id: the operation.
+            token: the watcher's own token (e.g. from its gRPC context): the stream ends
+                within ``0.5`` s of it being cancelled, freeing its thread.
+            heartbeat: re-send the unchanged state after this many seconds, so a client
+                and the proxies between can tell a slow stage from a dead stream.
+        """
         seen = -1
+        last_sent = 0.0
         while True:
             with self._cond:
                 op = self._find(op_id)
@@ -176,12 +184,12 @@ class OperationManager:
                     op = self._find(op_id)
                 changed = op.version != seen
                 seen = op.version
-                snapshot = (
-                    self._proto(op),
-                    op.result if op.state == State.OPERATION_STATE_SUCCEEDED else None,
-                )
                 terminal = op.state in TERMINAL
-            if changed or terminal:
+                result = op.result if op.state == State.OPERATION_STATE_SUCCEEDED else None
+                snapshot = (self._proto(op), result)
+            now = time.monotonic()
+            if changed or terminal or now - last_sent >= heartbeat:
+                last_sent = now
                 yield snapshot
             if terminal or (token is not None and token.cancelled):
                 return

@@ -10,7 +10,9 @@ lifecycle: settings printed once, SIGTERM → drain → exit.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.config import Settings, load_settings
+from services.common.errors import ConfigError
 from services.common.interceptors import ConcurrencyLimiter, DrapeInterceptor
 from services.common.logs import configure_logging
 from services.common.metrics import Metrics
@@ -90,9 +93,16 @@ class DrapeServer:
         """Start serving (health NOT_SERVING), then load and warm up every app in the
         background; health flips to SERVING when all are done."""
         if self.settings.metrics_port >= 0 and self.metrics_port is None:
-            self.metrics_port = self.metrics.serve(
-                self.settings.metrics_port, self.settings.metrics_address
-            )
+            try:
+                self.metrics_port = self.metrics.serve(
+                    self.settings.metrics_port, self.settings.metrics_address
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    "DRAPE_METRICS_PORT",
+                    f"cannot serve metrics on {self.settings.metrics_address}:"
+                    f"{self.settings.metrics_port}: {exc.strerror or exc}",
+                ) from None
         self.grpc.start()
         self._loader = threading.Thread(target=self._load, name="drape-load", daemon=True)
         self._loader.start()
@@ -130,17 +140,29 @@ class DrapeServer:
                 return False
         return True
 
-    def drain(self, grace: float | None = None) -> threading.Event:
+    def drain(self, grace: float | None = None, delay: float = 0.0) -> threading.Event:
         """Stop accepting calls, let in-flight ones finish within ``grace`` seconds.
 
-        Health turns NOT_SERVING first so load balancers stop routing here. Returns an
-        event set once every call has ended (or was cancelled at the end of the grace).
+        Health turns NOT_SERVING at once and new work is refused with UNAVAILABLE
+        (SERVER_DRAINING); for ``delay`` seconds the server still answers (health checks
+        see NOT_SERVING, so load balancers stop routing here), then gRPC stops accepting
+        connections. Returns an event set once every call has ended (or was cancelled at
+        the end of the grace).
         """
         grace = self.settings.grace_period_seconds if grace is None else grace
         self.draining.set()
         self.ready.clear()
         self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and stays so
-        log.info("draining", extra={"grace_seconds": grace, "in_flight": self.limiter.active})
+        log.info(
+            "draining",
+            extra={
+                "grace_seconds": grace,
+                "delay_seconds": delay,
+                "in_flight": self.limiter.active,
+            },
+        )
+        if delay > 0:
+            time.sleep(delay)
         done = self.grpc.stop(grace)
         with self._drain_lock:
             first, self._closing = not self._closing, True
@@ -189,11 +211,13 @@ def create_server(
     )
     limiter = ConcurrencyLimiter(settings.max_concurrent_rpcs)
     draining = threading.Event()
-    interceptor = DrapeInterceptor(metrics, limiter, draining)
+    interceptor = DrapeInterceptor(
+        metrics, limiter, draining, ConcurrencyLimiter(settings.max_watch_streams)
+    )
     # Threads: the admitted calls, plus room to *refuse* extra calls quickly and to answer
     # health checks while every worker is busy. gRPC's own cap stops unbounded queueing
     # even if someone floods faster than refusals complete.
-    workers = settings.max_concurrent_rpcs + 8
+    workers = settings.max_concurrent_rpcs + settings.max_watch_streams + 8
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drape-rpc"),
         interceptors=[interceptor],
@@ -219,9 +243,12 @@ def create_server(
         ],
         grpc_server,
     )
-    port = grpc_server.add_insecure_port(address)
+    try:
+        port = grpc_server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
+        raise ConfigError("DRAPE_GRPC_ADDRESS", f"cannot listen on {address!r}: {exc}") from None
     if port == 0:
-        raise OSError(f"could not bind gRPC server to {address}")
+        raise ConfigError("DRAPE_GRPC_ADDRESS", f"cannot listen on {address!r}")
     return server, port
 
 
@@ -251,7 +278,19 @@ def serve(*apps: ServiceApp, settings: Settings | None = None) -> int:
         if server.load_error is not None:
             server.stop(0)
             return 1
-    server.drain().wait()
+    server.drain(delay=settings.drain_delay_seconds).wait()
     server._stopped.wait(5)
     log.info("stopped")
     return 0
+
+
+def exit_now(code: int) -> None:
+    """End the process at once with ``code`` after flushing logs and stdio.
+
+    After a drain, a handler that ignored cancellation may still run on a worker thread;
+    a normal interpreter exit would join it and outlive the grace period.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

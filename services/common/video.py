@@ -27,6 +27,7 @@ class VideoLimits:
     max_seconds: float = 30.0
     max_frames: int = 1800
     max_pixels: int = 3840 * 2160
+    max_decoded_bytes: int = 1024 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings) -> VideoLimits:
@@ -36,6 +37,7 @@ class VideoLimits:
             max_seconds=settings.max_video_seconds,
             max_frames=settings.max_video_frames,
             max_pixels=settings.max_video_pixels,
+            max_decoded_bytes=settings.max_video_decoded_bytes,
         )
 
 
@@ -74,6 +76,24 @@ def _refuse(reason: str, message: str, field: str) -> InvalidInputError:
     return InvalidInputError(reason, message, field=field)
 
 
+def _container_of(data: bytes) -> str | None:
+    """Container named by the file's signature; None for anything we do not accept.
+
+    Only real video containers reach FFmpeg: its other demuxers (image sequences,
+    playlists, concat lists) either decode an image during probing before any limit can be
+    checked, or refer to other files.
+    """
+    if data[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mp4"  # ISO BMFF: MP4, MOV, 3GP
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"  # MKV, WebM
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return None
+
+
 def decode_video(
     data: bytes,
     limits: VideoLimits = VideoLimits(),
@@ -92,7 +112,7 @@ def decode_video(
     Raises:
         InvalidInputError: VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED,
             VIDEO_NO_VIDEO_STREAM, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES,
-            VIDEO_TOO_MANY_PIXELS or VIDEO_CORRUPT.
+            VIDEO_TOO_MANY_PIXELS, VIDEO_DECODED_TOO_LARGE or VIDEO_CORRUPT.
     """
     if not data:
         raise _refuse("VIDEO_EMPTY", "the video is empty (0 bytes)", field)
@@ -102,8 +122,13 @@ def decode_video(
             f"the video is {len(data)} bytes; the limit is {limits.max_bytes}",
             field,
         )
+    fmt = _container_of(data)
+    if fmt is None:
+        raise _refuse(
+            "VIDEO_UNRECOGNIZED", "the bytes are not an MP4/MOV, WebM/MKV, AVI or GIF video", field
+        )
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(io.BytesIO(data), mode="r", format=fmt)
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise _refuse(
             "VIDEO_UNRECOGNIZED", f"the bytes are not a readable video: {str(exc)[:160]}", field
@@ -138,7 +163,20 @@ def decode_video(
                 f"the video has {stream.frames} frames; the limit is {limits.max_frames}",
                 field,
             )
+        scale = 1.0
+        if max_side and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+        frame_bytes = max(1, round(width * scale)) * max(1, round(height * scale)) * 3
+        expected = stream.frames or (round(duration * fps) if duration and fps else 0)
+        if expected * frame_bytes > limits.max_decoded_bytes:
+            raise _refuse(
+                "VIDEO_DECODED_TOO_LARGE",
+                f"{expected} frames of {width} x {height} would take {expected * frame_bytes} bytes"
+                f" decoded; the limit is {limits.max_decoded_bytes}",
+                field,
+            )
         frames: list[np.ndarray] = []
+        decoded_bytes = 0
         try:
             for frame in container.decode(stream):
                 if len(frames) >= limits.max_frames:
@@ -158,7 +196,15 @@ def decode_video(
                     frame = frame.reformat(
                         width=max(2, round(frame.width * s)), height=max(2, round(frame.height * s))
                     )
-                frames.append(frame.to_ndarray(format="rgb24"))
+                arr = frame.to_ndarray(format="rgb24")
+                decoded_bytes += arr.nbytes
+                if decoded_bytes > limits.max_decoded_bytes:  # headers can lie
+                    raise _refuse(
+                        "VIDEO_DECODED_TOO_LARGE",
+                        f"the decoded frames exceed {limits.max_decoded_bytes} bytes",
+                        field,
+                    )
+                frames.append(arr)
                 if fps and len(frames) / fps > limits.max_seconds + 1.0 / fps:
                     raise _refuse(
                         "VIDEO_TOO_LONG",

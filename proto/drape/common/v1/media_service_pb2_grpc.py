@@ -33,10 +33,12 @@ class MediaServiceServicer(object):
 
     def InspectImage(self, request, context):
         """Decodes an image as every service would. Refusals: INVALID_ARGUMENT with reason
-        IMAGE_EMPTY, IMAGE_TOO_LARGE, IMAGE_TOO_MANY_PIXELS, IMAGE_INVALID_DIMENSIONS,
-        IMAGE_UNRECOGNIZED, IMAGE_FORMAT_UNSUPPORTED, IMAGE_TRUNCATED or IMAGE_CORRUPT; a
-        message over the server's maximum message size is refused by gRPC itself with
-        RESOURCE_EXHAUSTED before any Drape code runs.
+        IMAGE_EMPTY, IMAGE_TOO_LARGE, IMAGE_TOO_MANY_PIXELS, IMAGE_TOO_COMPLEX (e.g. a JPEG
+        with hundreds of progressive scans), IMAGE_INVALID_DIMENSIONS, IMAGE_UNRECOGNIZED,
+        IMAGE_FORMAT_UNSUPPORTED, IMAGE_TRUNCATED or IMAGE_CORRUPT, and OUTPUT_TOO_LARGE when
+        the normalised image asked for would not fit in a response. A message over the
+        server's maximum message size is refused by gRPC itself with RESOURCE_EXHAUSTED
+        before any Drape code runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -45,8 +47,8 @@ class MediaServiceServicer(object):
     def InspectVideo(self, request, context):
         """Probes a video as the animate service's motion extraction would. Refusals:
         INVALID_ARGUMENT with reason VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED,
-        VIDEO_NO_VIDEO_STREAM, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES, VIDEO_TOO_MANY_PIXELS or
-        VIDEO_CORRUPT.
+        VIDEO_NO_VIDEO_STREAM, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES, VIDEO_TOO_MANY_PIXELS,
+        VIDEO_DECODED_TOO_LARGE or VIDEO_CORRUPT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
