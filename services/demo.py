@@ -3,7 +3,8 @@
 Until the try-on service lands this runs the foundation's own job: a server started with
 the shared bootstrap inspects and normalises the project's sample photos (two real
 photographs that ship in installed packages, plus awkward files made in code) exactly as
-every service will decode shopper uploads, refuses a broken and a bomb file with reasons,
+every service will decode shopper uploads, refuses broken files and a decompression bomb
+with their reasons,
 and writes the normalised images, a contact sheet and a metrics scrape to ``out/``.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import grpc
@@ -48,7 +51,26 @@ def sample_inputs() -> dict[str, bytes]:
     out["astronaut_cmyk.jpg"] = buf.getvalue()
     out["truncated.jpg"] = out["astronaut.jpg"][: len(out["astronaut.jpg"]) // 2]
     out["not_an_image.txt"] = b"sku,colour\nSKU-1,navy\n"
+    # A decompression bomb: a 69-byte PNG whose header claims 50 000 x 50 000 pixels.
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    chunk = lambda kind, body: (  # noqa: E731
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    )
+    out["bomb_50000x50000.png"] = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
     return out
+
+
+# The answer each sample must get: None = accepted, else the refusal reason.
+EXPECTED = {
+    "truncated.jpg": "IMAGE_TRUNCATED",
+    "not_an_image.txt": "IMAGE_UNRECOGNIZED",
+    "bomb_50000x50000.png": "IMAGE_TOO_MANY_PIXELS",
+}
 
 
 def run_demo(out_dir: str = "out") -> int:
@@ -87,10 +109,10 @@ def run_demo(out_dir: str = "out") -> int:
                     st = rpc_status.from_call(err)
                     reason = _reason(st)
                     line = f"refused {err.code().name} {reason}"
-                    expected_refusal = name in ("truncated.jpg", "not_an_image.txt")
-                    ok &= expected_refusal
+                    ok &= EXPECTED.get(name) == reason
                     report.append({"input": name, "code": err.code().name, "reason": reason})
                 else:
+                    ok &= EXPECTED.get(name) is None
                     line = (
                         f"{r.source_format} {r.source_mode} {r.source_width}x{r.source_height}"
                         f" exif={r.exif_orientation} -> {r.width}x{r.height} ({r.meta.timings[0].seconds * 1000:.1f} ms)"

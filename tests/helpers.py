@@ -22,15 +22,38 @@ from services.common.server import ServiceApp  # noqa: E402
 PROBE_SERVICE = "drape.test.Probe"
 
 
+# What handlers noticed, for tests that check the server side of a call.
+EVENTS: list[tuple[str, float]] = []
+
+
 def _sleep(request: bytes, context) -> bytes:
     """Sleep for float(request) seconds, checking the caller is still there."""
     seconds = float(request.decode() or 0)
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end:
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + seconds:
         if not context.is_active():
+            EVENTS.append(("sleep-stopped", time.monotonic() - t0))
             return b"gone"
         time.sleep(0.01)
     return b"slept %.2f" % seconds
+
+
+def _block(request: bytes, context) -> bytes:
+    """Sleep for float(request) seconds ignoring cancellation (a badly behaved handler)."""
+    time.sleep(float(request.decode() or 0))
+    return b"blocked"
+
+
+def _set_code_then_raise(request: bytes, context) -> bytes:
+    context.set_code(grpc.StatusCode.NOT_FOUND)
+    raise RuntimeError("secret db password hunter2")
+
+
+def _watch_count(request: bytes, context):
+    """Stream int(request) items, one every 50 ms (a progress stream)."""
+    for i in range(int(request.decode() or 0)):
+        time.sleep(0.05)
+        yield str(i).encode()
 
 
 def _boom(request: bytes, context) -> bytes:
@@ -63,6 +86,9 @@ class ProbeApp(ServiceApp):
             "Boom": grpc.unary_unary_rpc_method_handler(_boom, **ident),
             "Invalid": grpc.unary_unary_rpc_method_handler(_invalid, **ident),
             "Echo": grpc.unary_unary_rpc_method_handler(_echo, **ident),
+            "Block": grpc.unary_unary_rpc_method_handler(_block, **ident),
+            "SetCodeThenRaise": grpc.unary_unary_rpc_method_handler(_set_code_then_raise, **ident),
+            "WatchCount": grpc.unary_stream_rpc_method_handler(_watch_count, **ident),
         }
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(PROBE_SERVICE, handlers),)

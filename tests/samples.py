@@ -108,15 +108,3 @@ def grayscale_png_with_transparency() -> bytes:
     arr = np.zeros((6, 12), np.uint8)
     arr[:, 6:] = 200
     return encode(Image.fromarray(arr), "PNG", transparency=0)
-
-
-def jpeg_with_corrupt_exif() -> bytes:
-    """A JPEG with orientation 6 in an EXIF block whose tag table is cut short."""
-    good = exif_rotated_jpeg(6)
-    i = good.find(b"Exif\x00\x00")
-    seg_len = int.from_bytes(good[i - 2 : i], "big")
-    exif = bytearray(good[i : i - 2 + seg_len])
-    exif[-4:] = b"\xff\xff\xff\xff"  # "next IFD" offset pointing far outside the block
-    return (
-        good[: i - 2] + (len(exif) + 2).to_bytes(2, "big") + bytes(exif) + good[i - 2 + seg_len :]
-    )

@@ -58,3 +58,14 @@ def test_second_setup_does_no_work():
         ["make", "-q", "setup"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    proc = run("demo", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "IMAGE_TOO_MANY_PIXELS" in proc.stdout and "exif=6 -> 512x600" in proc.stdout
+    from PIL import Image
+
+    sheet = Image.open(tmp_path / "demo_contact_sheet.png")
+    assert sheet.width > 3 * 256 and sheet.height > 256  # four photos side by side
+    assert (tmp_path / "demo" / "metrics.txt").read_text().count("drape_rpc_requests_total{") >= 2

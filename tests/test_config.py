@@ -100,3 +100,36 @@ def test_readme_documents_every_setting():
     assert not missing, (
         f"README.md configuration table lacks {missing}; run `drape config --markdown`"
     )
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:70000", "bogus", "host:", "[::1:50051", ":50051"])
+def test_bad_grpc_address_names_the_setting(address):
+    with pytest.raises(ConfigError) as ei:
+        load_settings(env={"DRAPE_GRPC_ADDRESS": address})
+    assert ei.value.setting == "DRAPE_GRPC_ADDRESS"
+
+
+def test_unbindable_address_and_port_in_use_stop_with_the_setting_named():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for env, setting in [
+            ({"DRAPE_GRPC_ADDRESS": "bogus.invalid:50051"}, "DRAPE_GRPC_ADDRESS"),
+            (
+                {"DRAPE_GRPC_ADDRESS": "127.0.0.1:0", "DRAPE_METRICS_PORT": str(port)},
+                "DRAPE_METRICS_PORT",
+            ),
+        ]:
+            proc = subprocess.run(
+                [sys.executable, "-m", "services.cli", "serve"],
+                env={"PATH": "/usr/bin:/bin", **env},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert proc.returncode == 2, proc.stderr
+            assert setting in proc.stderr and "Traceback" not in proc.stderr

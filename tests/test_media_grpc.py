@@ -4,6 +4,7 @@ ErrorInfo reason for each refusal, and correctly normalised pixels for the valid
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -149,3 +150,50 @@ def test_video_inspection_and_refusal(stub):
     st = rpc_status.from_call(ei.value)
     info = error_details_pb2.ErrorInfo()
     assert st.details[0].Unpack(info) and info.reason == "VIDEO_UNRECOGNIZED"
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_jpeg_scan_bomb_is_refused_before_decoding(stub):
+    code, reason, _field = refusal(stub, samples.jpeg_scan_bomb())
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "IMAGE_TOO_COMPLEX")
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "BMP"])
+def test_other_accepted_formats(stub, fmt):
+    resp = inspect(stub, samples.encode(samples.gradient(), fmt), return_normalized=True)
+    assert (resp.source_format, resp.width, resp.height) == (fmt, 64, 48)
+    assert np.abs(decoded(resp).astype(int) - samples.gradient()).mean() < 4
+
+
+def test_grayscale_with_transparency_keeps_alpha(stub):
+    resp = inspect(stub, samples.grayscale_png_with_transparency(), return_normalized=True)
+    px = decoded(resp)
+    assert (resp.source_mode, px.shape) == ("L", (6, 12, 4))
+    assert (
+        px[:, :6, 3].max() == 0 and px[:, 6:].reshape(-1, 4).tolist() == [[200, 200, 200, 255]] * 36
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["corrupt_exif_orientation6.jpg", "corrupt_exif_orientation6.webp"]
+)
+def test_malformed_exif_still_rotates(stub, name):
+    # Fuzzed files whose EXIF block cannot be re-serialised (Pillow's exif_transpose raises
+    # on them); the orientation tag itself is readable and must still be applied.
+    resp = inspect(stub, (DATA / name).read_bytes())
+    assert resp.exif_orientation == 6
+    assert (resp.source_width, resp.source_height, resp.width, resp.height) == (56, 40, 40, 56)
+
+
+def test_normalised_output_over_message_limit_is_refused_with_reason(stub):
+    # Noise compresses badly: 0.3 MiB as JPEG, but ~2.4 MB as PNG, over the 2 MiB limit.
+    noise = np.random.default_rng(3).integers(0, 256, (900, 900, 3), dtype=np.uint8)
+    data = samples.encode(noise, "JPEG", quality=50)
+    assert len(data) < MiB
+    with pytest.raises(grpc.RpcError) as ei:
+        inspect(stub, data, return_normalized=True)
+    st = rpc_status.from_call(ei.value)
+    info = error_details_pb2.ErrorInfo()
+    assert st.details[0].Unpack(info) and info.reason == "OUTPUT_TOO_LARGE"

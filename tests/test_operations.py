@@ -107,3 +107,24 @@ def test_finished_operations_expire():
     with pytest.raises(NotFoundError):
         m.get(op.id)
     m.shutdown()
+
+
+def test_watch_sends_heartbeats_and_stops_for_a_gone_watcher():
+    from services.common.context import CancelToken
+
+    m = OperationManager()
+    gate = threading.Event()
+    op = m.start(lambda h: gate.wait(10))
+    token = CancelToken()
+    stream = m.watch(op.id, token=token, heartbeat=0.3)
+    t0 = time.monotonic()
+    times = []
+    for _ in range(3):
+        next(stream)
+        times.append(time.monotonic() - t0)
+    assert times[-1] < 2.0  # unchanged state was re-sent, not held back until a change
+    token.cancel()
+    rest = list(stream)  # ends on its own once the watcher is gone
+    assert len(rest) <= 1
+    gate.set()
+    m.shutdown()

@@ -49,12 +49,18 @@ def test_health_not_serving_until_loaded_then_serving(make_server):
     assert server.wait_ready(10)
     assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
     assert health_status(channel, PROBE_SERVICE) == health_pb2.HealthCheckResponse.SERVING
-    server.drain(grace=1)
-    # While draining, health says NOT_SERVING (the server may already refuse connections).
-    try:
-        assert health_status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
-    except grpc.RpcError as err:
-        assert err.code() == grpc.StatusCode.UNAVAILABLE
+    drainer = threading.Thread(target=server.drain, kwargs={"grace": 1, "delay": 1.5})
+    drainer.start()
+    time.sleep(0.3)
+    # During the drain delay the server still answers: health says NOT_SERVING so load
+    # balancers stop routing here, and new work is turned away with a reason.
+    assert health_status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert health_status(channel, PROBE_SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError) as ei:
+        call(channel, "Echo", b"late", timeout=5)
+    assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert details(ei.value)[0] == "SERVER_DRAINING"
+    drainer.join()
 
 
 def test_failed_load_keeps_not_serving(make_server):
@@ -122,13 +128,56 @@ def test_domain_error_maps_to_invalid_argument_with_field(make_server):
     assert details(ei.value) == ("GARMENT_NOT_FOUND", "garments[0].flat_lay")
 
 
-def test_deadline_is_honoured(make_server):
-    _server, channel = make_server(ProbeApp())
-    t0 = time.monotonic()
+def test_deadline_is_honoured_on_the_server(make_server):
+    import helpers
+
+    server, channel = make_server(ProbeApp(), max_concurrent_rpcs=1)
+    helpers.EVENTS.clear()
     with pytest.raises(grpc.RpcError) as ei:
         call(channel, "Sleep", b"5", timeout=0.3)
     assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - t0 < 2
+    # The handler saw its caller's deadline pass and stopped, instead of sleeping 5 s ...
+    deadline = time.monotonic() + 3
+    while not helpers.EVENTS and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert helpers.EVENTS and helpers.EVENTS[0][0] == "sleep-stopped"
+    assert helpers.EVENTS[0][1] < 1.0
+    # ... and its concurrency slot (the only one) is free again.
+    time.sleep(0.1)
+    assert server.limiter.active == 0
+    assert call(channel, "Echo", b"next", timeout=5) == b"next"
+    # A call that arrives with its deadline already spent does not start.
+    with pytest.raises(grpc.RpcError) as ei:
+        call(channel, "Sleep", b"1", timeout=0.0001)
+    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_handler_set_code_then_raise_is_internal_and_generic(make_server):
+    _server, channel = make_server(ProbeApp())
+    with pytest.raises(grpc.RpcError) as ei:
+        call(channel, "SetCodeThenRaise", b"", timeout=5)
+    assert ei.value.code() == grpc.StatusCode.INTERNAL
+    assert "hunter2" not in ei.value.details()
+    assert details(ei.value)[0] == "INTERNAL_ERROR"
+
+
+def test_progress_streams_have_their_own_limit(make_server):
+    server, channel = make_server(ProbeApp(), max_concurrent_rpcs=1, max_watch_streams=1)
+    watch = channel.unary_stream(f"/{PROBE_SERVICE}/WatchCount")
+    first = watch(b"100", timeout=30)
+    assert next(first) == b"0"  # open and streaming
+    # The open stream does not take the one slot for real work ...
+    assert call(channel, "Echo", b"work", timeout=5) == b"work"
+    # ... but a second stream is over the stream limit.
+    with pytest.raises(grpc.RpcError) as ei:
+        list(watch(b"3", timeout=5))
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details(ei.value)[0] == "CONCURRENCY_LIMIT"
+    first.cancel()  # the client goes away: the slot comes back
+    deadline = time.monotonic() + 5
+    while server.interceptor.watch_limiter.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(watch(b"3", timeout=5)) == [b"0", b"1", b"2"]
 
 
 def test_trace_id_from_traceparent_and_request_id_checks(make_server):

@@ -26,6 +26,7 @@ def start_probe_process(grace: float) -> tuple[subprocess.Popen, int]:
         "DRAPE_METRICS_PORT": "-1",
         "DRAPE_GRACE_PERIOD_SECONDS": str(grace),
         "DRAPE_LOG_FORMAT": "json",
+        "DRAPE_DRAIN_DELAY_SECONDS": "0.2",
     }
     proc = subprocess.Popen(
         [sys.executable, str(HELPERS)], env=env, stderr=subprocess.PIPE, text=True
@@ -88,8 +89,8 @@ def test_sigterm_grace_period_bounds_shutdown():
             errors: list = []
 
             def very_slow():
-                try:
-                    call(channel, "Sleep", b"30", timeout=60)
+                try:  # "Block" ignores cancellation: a handler stuck in native code
+                    call(channel, "Block", b"30", timeout=60)
                 except grpc.RpcError as err:
                     errors.append(err.code())
 
@@ -99,7 +100,8 @@ def test_sigterm_grace_period_bounds_shutdown():
             t0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) == 0
-            assert time.monotonic() - t0 < 10  # did not wait out the 30 s call
+            # drain delay 0.2 s + grace 0.5 s + start-up of the exit; not the 30 s call.
+            assert time.monotonic() - t0 < 5
             t.join(10)
             assert errors and errors[0] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     finally:

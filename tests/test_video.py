@@ -64,3 +64,38 @@ def test_downscale_for_analysis(clip):
 def test_encoder_refuses_odd_sizes():
     with pytest.raises(ValueError, match="even"):
         encode_mp4([np.zeros((15, 16, 3), np.uint8)], fps=10)
+
+
+def test_animated_gif_is_a_video():
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 24), (i * 20, 0, 0)) for i in range(10)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    v = decode_video(buf.getvalue())
+    assert (v.frame_count, v.width, v.height) == (10, 32, 24)
+    assert v.frames[-1, 0, 0, 0] > v.frames[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"#EXTM3U\n#EXTINF:1.0,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n",  # HLS → local file
+        b"ffconcat version 1.0\nfile /etc/hostname\n",  # concat list
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 64,  # a still image is not a motion video
+    ],
+)
+def test_only_video_containers_reach_ffmpeg(data):
+    with pytest.raises(InvalidInputError) as ei:
+        decode_video(data)
+    assert ei.value.reason == "VIDEO_UNRECOGNIZED"
+
+
+def test_decoded_size_is_capped_before_decoding(clip):
+    # 48 frames of 96x64x3 = 884 736 bytes decoded.
+    with pytest.raises(InvalidInputError) as ei:
+        decode_video(clip, VideoLimits(max_decoded_bytes=500_000))
+    assert ei.value.reason == "VIDEO_DECODED_TOO_LARGE"
+    assert decode_video(clip, VideoLimits(max_decoded_bytes=1_000_000)).frame_count == 48

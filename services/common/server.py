@@ -231,6 +231,7 @@ def create_server(
     server = DrapeServer(
         grpc_server, [*apps, MediaApp(settings)], settings, metrics, limiter, draining
     )
+    server.interceptor = interceptor
     for app in server.apps:
         server.service_names.extend(app.register(grpc_server, server))
     health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
