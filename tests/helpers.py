@@ -38,6 +38,21 @@ def _sleep(request: bytes, context) -> bytes:
     return b"slept %.2f" % seconds
 
 
+def _sleep_checked(request: bytes, context) -> bytes:
+    """Like Sleep, but through the pipeline-side CancelToken (no gRPC in the loop)."""
+    from services.common.interceptors import cancel_token
+
+    token = cancel_token(context)
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() < t0 + float(request.decode() or 0):
+            token.check("sleep")
+            time.sleep(0.01)
+    finally:
+        EVENTS.append(("checked-stopped", time.monotonic() - t0))
+    return b"done"
+
+
 def _block(request: bytes, context) -> bytes:
     """Sleep for float(request) seconds ignoring cancellation (a badly behaved handler)."""
     time.sleep(float(request.decode() or 0))
@@ -87,6 +102,7 @@ class ProbeApp(ServiceApp):
             "Invalid": grpc.unary_unary_rpc_method_handler(_invalid, **ident),
             "Echo": grpc.unary_unary_rpc_method_handler(_echo, **ident),
             "Block": grpc.unary_unary_rpc_method_handler(_block, **ident),
+            "SleepChecked": grpc.unary_unary_rpc_method_handler(_sleep_checked, **ident),
             "SetCodeThenRaise": grpc.unary_unary_rpc_method_handler(_set_code_then_raise, **ident),
             "WatchCount": grpc.unary_stream_rpc_method_handler(_watch_count, **ident),
         }

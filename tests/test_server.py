@@ -152,6 +152,20 @@ def test_deadline_is_honoured_on_the_server(make_server):
     assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+def test_cancel_token_stops_pipeline_code_at_the_deadline(make_server):
+    import helpers
+
+    _server, channel = make_server(ProbeApp())
+    helpers.EVENTS.clear()
+    with pytest.raises(grpc.RpcError) as ei:
+        call(channel, "SleepChecked", b"5", timeout=0.3)
+    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 3
+    while not helpers.EVENTS and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert helpers.EVENTS[0][0] == "checked-stopped" and helpers.EVENTS[0][1] < 0.6
+
+
 def test_handler_set_code_then_raise_is_internal_and_generic(make_server):
     _server, channel = make_server(ProbeApp())
     with pytest.raises(grpc.RpcError) as ei:

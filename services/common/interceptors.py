@@ -344,3 +344,12 @@ class DrapeInterceptor(grpc.ServerInterceptor):
                 call.end()
 
         return wrapper
+
+
+def cancel_token(context: grpc.ServicerContext) -> ctxmod.CancelToken:
+    """A :class:`CancelToken` for pipeline code from a gRPC context: cancelled when the
+    caller goes away, expired at the caller's deadline. Servicers hand it to transport-free
+    code, which calls ``token.check(stage)`` between stages and per frame."""
+    remaining = context.time_remaining()
+    deadline = None if remaining is None else time.monotonic() + remaining
+    return ctxmod.CancelToken(deadline=deadline, is_active=context.is_active)
