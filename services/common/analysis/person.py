@@ -445,9 +445,12 @@ def _limb_masks(lm: np.ndarray, person: np.ndarray, size: tuple[int, int]):
         _capsule(arm, lm[s, :2], lm[e, :2], 0.17 * sw)
         _capsule(arm, lm[e, :2], lm[wr, :2], 0.14 * sw)
         hand = np.zeros((h, w), np.uint8)
-        centre = (lm[wr, :2] + lm[idx, :2] + lm[pky, :2]) / 3
-        size_h = max(float(np.linalg.norm(lm[idx, :2] - lm[wr, :2])) * 1.5, 0.12 * sw)
-        cv2.circle(hand, tuple(np.round(centre).astype(int)), int(size_h), 1, -1)
+        # Only a hand the pose model actually sees is a region (a hand hidden behind a held
+        # object has a guessed position, and protecting a guess protects the wrong pixels).
+        if lm[wr, 3] >= VISIBLE and min(lm[idx, 3], lm[pky, 3]) >= 0.3:
+            centre = (lm[wr, :2] + lm[idx, :2] + lm[pky, :2]) / 3
+            size_h = max(float(np.linalg.norm(lm[idx, :2] - lm[wr, :2])) * 1.5, 0.12 * sw)
+            cv2.circle(hand, tuple(np.round(centre).astype(int)), int(size_h), 1, -1)
         hands[side] = (hand > 0) & person
         arms[side] = (arm > 0) & person & ~hands[side]
     return arms, hands

@@ -1,0 +1,187 @@
+"""Compositing the warped garment into the photo.
+
+Layers, back to front: the photo with the old garment removed where the new one does not
+reach (arms get skin, the rest is filled from the surrounding background), the new garment
+with the photo's folds and light applied (shading transfer), then whatever belongs in front
+of it: hair falling over the shoulders, the face, hands, and forearms crossing the torso.
+Edges are soft: the garment's alpha is anti-aliased by the warp and feathered by a pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from services.common.analysis import person as P
+
+
+@dataclasses.dataclass
+class Layer:
+    """A warped garment part ready to composite."""
+
+    name: str
+    rgb: np.ndarray  # H x W x 3 float32 0..255
+    alpha: np.ndarray  # H x W float32 0..1
+    kind: str  # "torso", "sleeve", "lower"
+
+
+@dataclasses.dataclass
+class CompositeResult:
+    """The composite and the masks later stages (refiner, metrics, storefront) need."""
+
+    image: np.ndarray  # H x W x 3 uint8
+    garment_alpha: np.ndarray  # H x W float32: where the new garment shows
+    protect: np.ndarray  # H x W bool: face, hair, hands (must stay the photo's pixels)
+    cleared: np.ndarray  # H x W bool: old-garment pixels replaced by skin or background
+    shading: np.ndarray  # H x W float32: the multiplicative shading applied
+
+
+def shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarray:
+    """Folds and light of the old clothes as a multiplicative map around 1.
+
+    Only pixels of the old garment's dominant material count (its main colour in Lab):
+    prints, badges, a white shirt under a jacket are left out and filled in from around them
+    by normalised convolution, so they do not print through onto the new garment. On those
+    pixels the luminance at a fine scale divided by that at a coarse scale keeps folds and
+    creases but drops the old garment's own colour. Outside ``region`` the map is 1.
+
+    Args:
+        rgb: the photo.
+        region: where the old clothes are.
+        scale: a length in pixels (e.g. the shoulder width) setting the filter sizes.
+    """
+    ones = np.ones(rgb.shape[:2], np.float32)
+    if region.sum() < 100:
+        return ones
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    ref = np.median(lab[region], axis=0)
+    chroma = np.linalg.norm(lab[..., 1:] - ref[1:], axis=-1)
+    same = region & (chroma < 12.0) & (np.abs(lab[..., 0] - ref[0]) < 30.0)
+    if same.sum() < 100:
+        return ones
+    lum = np.log(lab[..., 0] + 2.0)
+    wgt = same.astype(np.float32)
+    fine_sigma, coarse_sigma = max(1.0, scale * 0.015), max(4.0, scale * 0.15)
+
+    def smooth(sigma: float) -> np.ndarray:
+        num = cv2.GaussianBlur(lum * wgt, (0, 0), sigma)
+        return num / np.maximum(cv2.GaussianBlur(wgt, (0, 0), sigma), 1e-4)
+
+    ratio = np.exp(np.clip(smooth(fine_sigma) - smooth(coarse_sigma), -0.3, 0.12))
+    support = np.clip(cv2.GaussianBlur(wgt, (0, 0), coarse_sigma) * 3.0, 0, 1)
+    fade = cv2.GaussianBlur(region.astype(np.float32), (0, 0), fine_sigma * 2) * support
+    return (1.0 + (ratio - 1.0) * fade).astype(np.float32)
+
+
+def _skin_fill(
+    rgb: np.ndarray, pa: P.PersonAnalysis, region: np.ndarray, shading: np.ndarray
+) -> np.ndarray:
+    """Skin colour for ``region`` (arms revealed by a shorter sleeve): the person's own skin
+    tone from their visible skin (or face), shaded like the photo there."""
+    src = pa.skin if pa.skin.sum() > 200 else pa.face
+    tone = np.median(rgb[src].reshape(-1, 3), axis=0) if src.any() else np.array([200, 160, 140])
+    out = np.empty(rgb.shape, np.float32)
+    out[:] = tone
+    return out * shading[..., None]
+
+
+def composite(
+    photo: np.ndarray,
+    pa: P.PersonAnalysis,
+    layers: list[Layer],
+    replaces: str = "upper",
+) -> CompositeResult:
+    """Composite garment layers (already warped into the photo's frame) onto the photo.
+
+    Args:
+        photo: ``H x W x 3`` uint8 RGB.
+        pa: the person analysis of ``photo``.
+        layers: torso panel, sleeves, lower-body parts, in any order.
+        replaces: "upper", "lower" or "both": which old clothes the new garment replaces.
+
+    Returns:
+        The composite and its masks.
+    """
+    h, w = photo.shape[:2]
+    sw = pa.measurements.shoulder_width
+    old = np.zeros((h, w), bool)
+    if replaces in ("upper", "both"):
+        old |= pa.upper_clothes
+    if replaces in ("lower", "both"):
+        old |= pa.lower_clothes
+    shade = shading_map(photo, old | (pa.mask > 0.5), sw)
+
+    alpha = np.zeros((h, w), np.float32)
+    colour = np.zeros((h, w, 3), np.float32)
+    order = {"lower": 0, "torso": 1, "sleeve": 2}
+    for layer in sorted(layers, key=lambda lyr: order.get(lyr.kind, 1)):
+        a = layer.alpha
+        colour = layer.rgb * a[..., None] + colour * (1 - a[..., None])
+        alpha = a + alpha * (1 - a)
+
+    # What stays in front of the garment.
+    hands = pa.hands["left"] | pa.hands["right"]
+    protect = pa.face | pa.hair | hands
+    front = protect.copy()
+    forearms = _forearms_over_torso(pa, layers)
+    front |= forearms
+    front_soft = cv2.GaussianBlur(front.astype(np.float32), (0, 0), 1.0)
+    front_soft = np.maximum(front_soft, front.astype(np.float32))
+    alpha = alpha * (1.0 - front_soft)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.7)  # one-pixel feather: no jagged edge
+
+    # Old garment where the new one does not reach.
+    cleared = old & (alpha < 0.5) & ~protect
+    base = photo.astype(np.float32)
+    arms = (pa.arms["left"] | pa.arms["right"]) & cleared
+    if arms.any():
+        base[arms] = _skin_fill(photo, pa, arms, shade)[arms]
+    rest = cleared & ~arms
+    if rest.any():
+        # The body under loose old clothes is unknown; fill from the surroundings.
+        hole = cv2.dilate(rest.astype(np.uint8), np.ones((5, 5), np.uint8))
+        filled = cv2.inpaint(
+            np.clip(base, 0, 255).astype(np.uint8), hole, max(3, int(sw * 0.03)), cv2.INPAINT_TELEA
+        )
+        base[rest] = filled[rest].astype(np.float32)
+
+    garment = colour * shade[..., None]
+    out = garment * alpha[..., None] + base * (1 - alpha[..., None])
+    # Exactly the photo where something is in front.
+    out[protect] = photo[protect]
+    return CompositeResult(
+        image=np.clip(out + 0.5, 0, 255).astype(np.uint8),
+        garment_alpha=alpha,
+        protect=protect,
+        cleared=cleared,
+        shading=shade,
+    )
+
+
+def _forearms_over_torso(pa: P.PersonAnalysis, layers: list[Layer]) -> np.ndarray:
+    """Forearm pixels lying over the torso panel with the wrist nearer the camera than the
+    shoulder line: a hand on the belly or arms crossed stay in front of the garment."""
+    h, w = pa.size
+    torso = np.zeros((h, w), bool)
+    for layer in layers:
+        if layer.kind == "torso":
+            torso |= layer.alpha > 0.5
+    out = np.zeros((h, w), bool)
+    shoulder_z = (pa.landmarks[P.L_SHOULDER, 2] + pa.landmarks[P.R_SHOULDER, 2]) / 2
+    sw = pa.measurements.shoulder_width
+    for e, wr in ((P.L_ELBOW, P.L_WRIST), (P.R_ELBOW, P.R_WRIST)):
+        if pa.landmarks[wr, 2] > shoulder_z - 0.1 * sw:
+            continue
+        seg = np.zeros((h, w), np.uint8)
+        a, b = pa.point(e), pa.point(wr)
+        cv2.line(
+            seg,
+            tuple(np.round(a).astype(int)),
+            tuple(np.round(b).astype(int)),
+            1,
+            max(2, int(0.28 * sw)),
+        )
+        out |= (seg > 0) & torso & (pa.mask > 0.5)
+    return out

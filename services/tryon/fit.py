@@ -1,0 +1,196 @@
+"""Where each garment landmark goes on this body: the fit.
+
+Lengths keep the garment's own proportions (a cropped top stays cropped, a long sleeve
+reaches the wrist) scaled by the ratio of the body's shoulder width to the garment's;
+widths follow the body's own measurements across the torso plus ease, so one garment drapes
+differently on different bodies. Sleeves follow the arm bones from the pose.
+
+Body frame: origin at the middle of the shoulder line, ``down`` along the torso axis
+(shoulders to hips), ``across`` perpendicular to it pointing to the image's right. Garment
+landmark names use image left/right ("l" = smaller x), matching the flat-lay laid front-up:
+the garment's ``*_l`` points go to the side of the person's *right* shoulder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from services.common.analysis import person as P
+
+EASE = 1.06  # garments sit a little wider than the body they cover
+SHOULDER_RISE = 0.06  # the shoulder seam sits above the joint centre, in shoulder widths
+
+
+@dataclasses.dataclass
+class BodyFrame:
+    """The torso's coordinate frame in the photo."""
+
+    origin: np.ndarray
+    down: np.ndarray
+    across: np.ndarray
+    shoulder_width: float
+    torso_length: float
+
+    def at(self, u: float, v: float) -> np.ndarray:
+        """Photo point ``u`` px across and ``v`` px down from the shoulder-line middle."""
+        return self.origin + u * self.across + v * self.down
+
+    def uv(self, p: np.ndarray) -> tuple[float, float]:
+        d = np.asarray(p, np.float64) - self.origin
+        return float(d @ self.across), float(d @ self.down)
+
+
+def body_frame(pa: P.PersonAnalysis) -> BodyFrame:
+    ls, rs = pa.point(P.L_SHOULDER), pa.point(P.R_SHOULDER)
+    mid_s = (ls + rs) / 2
+    mid_h = (pa.point(P.L_HIP) + pa.point(P.R_HIP)) / 2
+    axis = mid_h - mid_s
+    length = float(np.linalg.norm(axis))
+    down = axis / max(length, 1e-6)
+    across = np.array([-down[1], down[0]])  # rotate down by -90 degrees: points image-right
+    if across[0] < 0:
+        across = -across
+    return BodyFrame(mid_s.astype(np.float64), down, across, float(np.linalg.norm(ls - rs)), length)
+
+
+def _half_width_at(pa: P.PersonAnalysis, frame: BodyFrame, v: float, fallback: float) -> float:
+    """Half the torso width (arms excluded) at depth ``v``, from the person mask."""
+    torso = (pa.mask > 0.5) & ~pa.arms["left"] & ~pa.arms["right"]
+    c = frame.at(0.0, v)
+    h, w = torso.shape
+    if not (0 <= c[0] < w and 0 <= c[1] < h) or not torso[int(c[1]), int(c[0])]:
+        return fallback
+    from services.common.analysis.person import _width_across
+
+    width = _width_across(torso, c, frame.across)
+    # Loose old clothes inflate the silhouette; never let the fit exceed 1.4x the shoulders.
+    return (
+        min(width / 2, 0.7 * frame.shoulder_width)
+        if width > 0.3 * frame.shoulder_width
+        else fallback
+    )
+
+
+def top_targets(
+    pa: P.PersonAnalysis, lmk: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], float]:
+    """Photo positions of a top's (or dress's) landmarks on this person.
+
+    Args:
+        pa: the person analysis.
+        lmk: garment landmarks (cut-out pixels), at least shoulders, armpits and hem.
+
+    Returns:
+        ``(targets, scale)``: landmark name -> photo point, and garment px -> photo px.
+    """
+    f = body_frame(pa)
+    g = {k: np.asarray(v, np.float64) for k, v in lmk.items()}
+    g_mid_sh = (g["shoulder_l"] + g["shoulder_r"]) / 2
+    g_sw = float(np.linalg.norm(g["shoulder_l"] - g["shoulder_r"]))
+    # The garment's shoulder seams land a little outside the joints (set-in sleeves).
+    scale = f.shoulder_width * 1.08 / max(g_sw, 1e-6)
+    rise = SHOULDER_RISE * f.shoulder_width
+
+    def garment_uv(name: str) -> tuple[float, float]:
+        d = g[name] - g_mid_sh
+        return float(d[0] * scale), float(d[1] * scale - rise)
+
+    t: dict[str, np.ndarray] = {}
+    for name in ("shoulder_l", "shoulder_r", "neck_l", "neck_r", "neck_front"):
+        if name in g:
+            u, v = garment_uv(name)
+            t[name] = f.at(u, v)
+    # Armpits and hem: depth from the garment's proportions, width from the body.
+    for side, sign in (("l", -1.0), ("r", 1.0)):
+        for name, ease in ((f"armpit_{side}", 1.02), (f"hem_{side}", EASE)):
+            if name not in g:
+                continue
+            u_g, v = garment_uv(name)
+            half_body = _half_width_at(pa, f, v, abs(u_g) / ease)
+            # Halfway between the garment's own cut and the body: a boxy tee stays a
+            # little boxy, a fitted one follows the waist; always covering the body.
+            u = max(0.5 * abs(u_g) + 0.5 * half_body * ease, half_body * 1.01)
+            t[name] = f.at(sign * u, v)
+    return t, scale
+
+
+def arm_path(pa: P.PersonAnalysis, side: str) -> list[np.ndarray]:
+    """Shoulder, elbow and wrist of the arm on image side ``side`` ("l" or "r")."""
+    # Image-left arm belongs to the person's right side for a front view.
+    s, e, w = (
+        (P.R_SHOULDER, P.R_ELBOW, P.R_WRIST)
+        if side == "l"
+        else (P.L_SHOULDER, P.L_ELBOW, P.L_WRIST)
+    )
+    return [
+        pa.point(s).astype(np.float64),
+        pa.point(e).astype(np.float64),
+        pa.point(w).astype(np.float64),
+    ]
+
+
+def _along(path: list[np.ndarray], distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Point at ``distance`` along a polyline, and the unit direction there (extrapolates
+    past the end)."""
+    for a, b in zip(path[:-1], path[1:], strict=False):
+        seg = float(np.linalg.norm(b - a))
+        d = (b - a) / max(seg, 1e-6)
+        if distance <= seg or b is path[-1]:
+            return a + d * distance, d
+        distance -= seg
+    return path[-1], (path[-1] - path[-2]) / max(float(np.linalg.norm(path[-1] - path[-2])), 1e-6)
+
+
+def sleeve_targets(
+    pa: P.PersonAnalysis,
+    lmk: dict[str, np.ndarray],
+    torso_targets: dict[str, np.ndarray],
+    scale: float,
+    side: str,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Control points for one sleeve: the root (shoulder seam to armpit) stays glued to the
+    torso panel; the cuff goes along the arm at the garment's sleeve length; long sleeves
+    also bend at the elbow.
+
+    Returns:
+        ``(names, garment_points, photo_points)``.
+    """
+    g = {k: np.asarray(v, np.float64) for k, v in lmk.items()}
+    sh, ap = g[f"shoulder_{side}"], g[f"armpit_{side}"]
+    top, bot = g[f"cuff_{side}_top"], g[f"cuff_{side}_bottom"]
+    cuff_mid = (top + bot) / 2
+    root_mid = (sh + ap) / 2
+    length = float(np.linalg.norm(cuff_mid - root_mid)) * scale
+    path = arm_path(pa, side)
+    root_photo = (torso_targets[f"shoulder_{side}"] + torso_targets[f"armpit_{side}"]) / 2
+    path = [root_photo, *path[1:]]
+    cuff_c, direction = _along(path, length)
+    normal = np.array([-direction[1], direction[0]])
+    # "top" is the sleeve's outer edge (away from the torso).
+    centre_u = body_frame(pa).origin
+    if np.dot(normal, cuff_c - centre_u) < 0:
+        normal = -normal
+    arm_r = 0.14 * body_frame(pa).shoulder_width
+    half_cuff = max(float(np.linalg.norm(top - bot)) * scale / 2, arm_r * 1.15)
+    names = [f"shoulder_{side}", f"armpit_{side}", f"cuff_{side}_top", f"cuff_{side}_bottom"]
+    src = [sh, ap, top, bot]
+    dst = [
+        torso_targets[f"shoulder_{side}"],
+        torso_targets[f"armpit_{side}"],
+        cuff_c + normal * half_cuff,
+        cuff_c - normal * half_cuff,
+    ]
+    upper = float(np.linalg.norm(path[1] - path[0]))
+    if length > upper * 1.15:  # the sleeve reaches past the elbow: bend it there
+        t = upper / length
+        for a, b, sgn in ((sh, top, 1.0), (ap, bot, -1.0)):
+            src.append(a + (b - a) * t)
+            _e, d_e = _along(path, upper)
+            n_e = np.array([-d_e[1], d_e[0]])
+            if np.dot(n_e, path[1] - centre_u) < 0:
+                n_e = -n_e
+            dst.append(path[1] + sgn * n_e * (arm_r * 1.25))
+        names += [f"elbow_{side}_top", f"elbow_{side}_bottom"]
+    return names, np.array(src), np.array(dst)

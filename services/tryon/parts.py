@@ -1,0 +1,76 @@
+"""Splitting a garment cut-out into the parts that warp separately.
+
+A top is a torso panel plus one sleeve per side. The panel is the region between the side
+seams, i.e. inside the polygon shoulder → armpit → hem on each side, extended upwards to
+hold the collar; whatever of the garment lies outside it on one side is that side's sleeve.
+The parts overlap by a couple of pixels so no seam opens when they are warped apart.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+OVERLAP_PX = 2
+
+
+def _polygon_mask(shape: tuple[int, int], pts: list[np.ndarray]) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(np.array(pts)).astype(np.int32)], 1, cv2.LINE_8)
+    return m.astype(np.float32)
+
+
+def split_top(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Part alphas of a top, dress or jacket.
+
+    Args:
+        mask: garment alpha (float 0..1) of the cut-out.
+        lmk: garment landmarks; sleeves need ``shoulder_*``, ``armpit_*`` and ``hem_*``.
+
+    Returns:
+        ``{"torso": alpha, "sleeve_l": alpha, "sleeve_r": alpha}`` (sleeves absent for a
+        sleeveless top).
+    """
+    h, w = mask.shape
+    g = {k: np.asarray(v, np.float64) for k, v in lmk.items()}
+    has_sleeves = "cuff_l_top" in g and "cuff_r_top" in g
+    if not has_sleeves:
+        return {"torso": mask.astype(np.float32)}
+    sl, sr, al, ar, hl, hr = (
+        g[k] for k in ("shoulder_l", "shoulder_r", "armpit_l", "armpit_r", "hem_l", "hem_r")
+    )
+
+    def extend(a: np.ndarray, b: np.ndarray, y: float) -> np.ndarray:
+        """Point on line a→b (continued) at height y."""
+        if abs(b[1] - a[1]) < 1e-6:
+            return np.array([b[0], y])
+        t = (y - a[1]) / (b[1] - a[1])
+        return a + t * (b - a)
+
+    bottom = float(h + 2)
+    top = -2.0
+    poly = [
+        np.array([sl[0], top]),
+        sl,
+        al,
+        extend(al, hl, bottom),
+        extend(ar, hr, bottom),
+        ar,
+        sr,
+        np.array([sr[0], top]),
+    ]
+    inside = _polygon_mask((h, w), poly)
+    k = np.ones((2 * OVERLAP_PX + 1, 2 * OVERLAP_PX + 1), np.uint8)
+    torso_zone = cv2.dilate(inside, k)
+    # Grow each sleeve into the torso only where it touches garment pixels of the sleeve
+    # itself, so no sliver of the torso's side seam travels with the sleeve.
+    sleeve_core = ((mask > 0.5) & (inside < 0.5)).astype(np.uint8)
+    outside = cv2.dilate(sleeve_core, k).astype(np.float32)
+    centre_x = (sl[0] + sr[0]) / 2
+    left = np.zeros((h, w), np.float32)
+    left[:, : int(round(centre_x))] = 1.0
+    return {
+        "torso": mask * torso_zone,
+        "sleeve_l": mask * outside * left,
+        "sleeve_r": mask * outside * (1.0 - left),
+    }
