@@ -135,7 +135,11 @@ def composite(
     # Old garment where the new one does not reach.
     cleared = old & (alpha < 0.5) & ~protect
     base = photo.astype(np.float32)
-    arms = (pa.arms["left"] | pa.arms["right"]) & cleared
+    # Under the old clothes is the body: arms and the torso corridor (neckline, a bare
+    # midriff) get skin; the rest of what the old clothes covered (a bulky suit wider
+    # than the body) was background, filled from around it.
+    body = pa.arms["left"] | pa.arms["right"] | _torso_corridor(pa)
+    arms = body & cleared
     if arms.any():
         base[arms] = _skin_fill(photo, pa, arms, shade)[arms]
     rest = cleared & ~arms
@@ -157,6 +161,34 @@ def composite(
         protect=protect,
         cleared=cleared,
         shading=shade,
+    )
+
+
+def _torso_corridor(pa: P.PersonAnalysis) -> np.ndarray:
+    """Where the torso itself is, old clothes aside: between the sides of the chest (from
+    the measured chest width, at most the shoulder width) from the neck base down to the
+    hips."""
+    h, w = pa.size
+    ls, rs = pa.point(P.L_SHOULDER), pa.point(P.R_SHOULDER)
+    mid_s = (ls + rs) / 2
+    mid_h = (pa.point(P.L_HIP) + pa.point(P.R_HIP)) / 2
+    axis = mid_h - mid_s
+    length = max(float(np.linalg.norm(axis)), 1.0)
+    down = axis / length
+    across = np.array([down[1], -down[0]])
+    ys, xs = np.mgrid[0:h, 0:w]
+    dx, dy = xs - mid_s[0], ys - mid_s[1]
+    u = np.abs(dx * across[0] + dy * across[1])
+    v = dx * down[0] + dy * down[1]
+    m = pa.measurements
+    half = 0.5 * min(max(m.chest_width, 0.7 * m.shoulder_width), m.shoulder_width)
+    # Narrower at the neck (a neck is about a third of the shoulder width), full below.
+    neck_half = 0.2 * m.shoulder_width
+    t = np.clip((v + 0.15 * m.shoulder_width) / (0.25 * m.shoulder_width), 0, 1)
+    return (
+        (v > -0.15 * m.shoulder_width)
+        & (v < 1.1 * length)
+        & (u < neck_half + t * (half - neck_half))
     )
 
 

@@ -1,0 +1,257 @@
+"""The try-on pipeline: a thin orchestrator over the stages, transport-free.
+
+person photo ─► person analysis ─┐
+garment(s) ──► garment analysis ─┴► fit + part warps ─► composite ─► refine (optional)
+
+Each stage is timed; a :class:`CancelToken` is checked between stages so a cancelled or
+expired call stops early. Debug images (masks, landmarks, warp grids, the stages side by
+side) are produced only when asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from services.common.analysis import garment as G
+from services.common.analysis import person as P
+from services.common.context import CancelToken
+from services.common.errors import InvalidInputError
+from services.tryon import geometric
+from services.tryon.composite import CompositeResult, composite
+
+MAX_GARMENTS = 2
+UPPER = ("top", "dress", "outerwear")
+
+
+@dataclasses.dataclass
+class GarmentInput:
+    """One garment of a request: its decoded flat-lay and an optional category override."""
+
+    image: np.ndarray
+    category: str | None = None
+
+
+@dataclasses.dataclass
+class TryOnOptions:
+    """Options of one try-on.
+
+    Attributes:
+        refine: run the refiner on the composite.
+        selection: policy when the photo shows several persons.
+        tuck: "untucked" or "tucked" (outfits: the top's hem over or under the bottom).
+        debug: produce debug images.
+    """
+
+    refine: bool = True
+    selection: P.PersonSelection = P.PersonSelection.MOST_PROMINENT
+    tuck: str = "untucked"
+    debug: bool = False
+
+
+@dataclasses.dataclass
+class TryOnResult:
+    """A try-on still and everything the response reports about it."""
+
+    image: np.ndarray
+    garment_alpha: np.ndarray
+    person: P.PersonAnalysis
+    garments: list[G.GarmentAnalysis]
+    timings: dict[str, float]
+    warnings: list[tuple[str, str]]
+    refined: bool
+    backend: str = geometric.BACKEND
+    backend_version: str = geometric.VERSION
+    debug: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+RefineFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class TryOnPipeline:
+    """Try-on on the embedded default (geometric) backend.
+
+    Args:
+        analyzer: the person analyzer (holds the pose and face models; load once).
+        refine_fn: ``refine_fn(composite, person, garment_alpha, protect) -> image``, the
+            refiner called in-process when ``options.refine``; None disables refinement.
+    """
+
+    def __init__(self, analyzer: P.PersonAnalyzer, refine_fn: RefineFn | None = None) -> None:
+        self.analyzer = analyzer
+        self.refine_fn = refine_fn
+
+    def run(
+        self,
+        person: np.ndarray,
+        garments: list[GarmentInput],
+        options: TryOnOptions | None = None,
+        token: CancelToken | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> TryOnResult:
+        """Dress the person in ``garments``.
+
+        Args:
+            person: ``H x W x 3`` uint8 RGB shopper photo.
+            garments: one garment, or a top and a bottom (an outfit).
+            options: see :class:`TryOnOptions`.
+            token: checked between stages.
+            progress: called with each stage's name as it starts.
+
+        Raises:
+            InvalidInputError: NO_GARMENTS, TOO_MANY_GARMENTS, GARMENT_NOT_FOUND,
+                GARMENT_CATEGORY_CONFLICT, the person analysis refusals, and
+                POSE_UNSUPPORTED for a bottom on a photo whose legs are out of frame.
+        """
+        options = options or TryOnOptions()
+        token = token or CancelToken()
+        timings: dict[str, float] = {}
+
+        def stage(name: str):
+            token.check(name)
+            if progress:
+                progress(name)
+            return _Timer(timings, name)
+
+        check_garments(garments)
+        with stage("person"):
+            pa = self.analyzer.analyze(person, options.selection)
+        analyses = []
+        for i, g in enumerate(garments):
+            with stage(f"garment{i}" if len(garments) > 1 else "garment"):
+                try:
+                    analyses.append(G.analyze_garment(g.image, g.category))
+                except InvalidInputError as exc:
+                    exc.field = f"garments[{i}].{exc.field or 'flat_lay'}".replace(
+                        ".garment", ".flat_lay"
+                    )
+                    raise
+        check_outfit(analyses, pa)
+        warnings = list(pa.warnings)
+        layers = []
+        warps = []
+        with stage("warp"):
+            for ga in sorted(analyses, key=lambda a: a.category in UPPER):
+                lmk = {k: np.asarray(v, np.float64) for k, v in ga.landmarks.items()}
+                if ga.category in UPPER:
+                    lyr, wp = geometric.dress_top(pa, ga.rgba, ga.mask, lmk)
+                else:
+                    raise InvalidInputError(
+                        "POSE_UNSUPPORTED",
+                        "bottoms need a full-body photo and are not supported by this backend yet",
+                        field="garments",
+                    )
+                layers += lyr
+                warps += wp
+        with stage("composite"):
+            replaces = (
+                "upper" if all(a.category in ("top", "outerwear") for a in analyses) else "both"
+            )
+            comp = composite(person, pa, layers, replaces=replaces)
+        image, refined = comp.image, False
+        if options.refine and self.refine_fn is not None:
+            with stage("refine"):
+                image = self.refine_fn(comp.image, person, comp.garment_alpha, comp.protect)
+                refined = True
+        debug = debug_images(person, pa, analyses, warps, comp, image) if options.debug else {}
+        return TryOnResult(
+            image=image,
+            garment_alpha=comp.garment_alpha,
+            person=pa,
+            garments=analyses,
+            timings=timings,
+            warnings=warnings,
+            refined=refined,
+            debug=debug,
+        )
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = time.perf_counter() - self.t0
+
+
+def check_garments(garments: list[GarmentInput]) -> None:
+    """Validate the garment list before any heavy work.
+
+    Raises:
+        InvalidInputError: NO_GARMENTS or TOO_MANY_GARMENTS (field ``garments``).
+    """
+    if not garments:
+        raise InvalidInputError("NO_GARMENTS", "at least one garment is needed", field="garments")
+    if len(garments) > MAX_GARMENTS:
+        raise InvalidInputError(
+            "TOO_MANY_GARMENTS",
+            f"{len(garments)} garments sent; at most {MAX_GARMENTS} (a top and a bottom)",
+            field="garments",
+        )
+
+
+def check_outfit(analyses: list[G.GarmentAnalysis], pa: P.PersonAnalysis) -> None:
+    """An outfit is one upper-body and one lower-body garment.
+
+    Raises:
+        InvalidInputError: GARMENT_CATEGORY_CONFLICT for two tops, two bottoms, or a dress
+            with anything else.
+    """
+    if len(analyses) == 2:
+        cats = sorted(a.category for a in analyses)
+        upper = [c for c in cats if c in ("top", "outerwear")]
+        if "dress" in cats or len(upper) != 1:
+            raise InvalidInputError(
+                "GARMENT_CATEGORY_CONFLICT",
+                f"an outfit is one top and one bottom; got {' and '.join(cats)}",
+                field="garments",
+            )
+
+
+def debug_images(
+    person, pa, analyses, warps, comp: CompositeResult, final
+) -> dict[str, np.ndarray]:
+    """Masks, landmarks, warp grids and the stages side by side, as RGB arrays."""
+    out: dict[str, np.ndarray] = {}
+    regions = person.copy()
+    for mask, colour in (
+        (pa.face, (255, 220, 0)), (pa.hair, (160, 0, 255)), (pa.skin, (255, 120, 160)),
+        (pa.upper_clothes, (0, 200, 255)), (pa.lower_clothes, (0, 255, 120)),
+        (pa.hands["left"] | pa.hands["right"], (255, 255, 255)),
+    ):  # fmt: skip
+        regions[mask] = (0.4 * regions[mask] + 0.6 * np.array(colour)).astype(np.uint8)
+    for x, y, _z, v in pa.landmarks:
+        cv2.circle(regions, (int(x), int(y)), 3, (0, 255, 0) if v >= 0.5 else (255, 0, 0), -1)
+    out["person_regions"] = regions
+    for i, ga in enumerate(analyses):
+        g = cv2.cvtColor(ga.rgba, cv2.COLOR_RGBA2RGB)
+        for name, (x, y) in ga.landmarks.items():
+            cv2.circle(g, (int(x), int(y)), 4, (255, 0, 0), -1)
+            cv2.putText(
+                g, name, (int(x) + 4, int(y) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1
+            )
+        out[f"garment{i}_landmarks"] = g
+    grid = comp.image.copy()
+    for w in warps:
+        mx, my = w.warped.map_x, w.warped.map_y
+        inside = w.warped.alpha > 0.5
+        lines = ((np.mod(mx, 24) < 1.2) | (np.mod(my, 24) < 1.2)) & inside
+        grid[lines] = (255, 255, 0)
+        for (sx, sy), (dx, dy) in zip(w.src, w.dst, strict=False):
+            cv2.circle(grid, (int(dx), int(dy)), 4, (255, 0, 0), -1)
+    out["warp_grid"] = grid
+    out["garment_mask"] = (np.clip(comp.garment_alpha, 0, 1) * 255).astype(np.uint8)
+    h = person.shape[0]
+    side = [person, regions, grid, comp.image, final]
+    out["stages"] = np.concatenate(
+        [cv2.resize(s, (s.shape[1] * h // s.shape[0], h)) for s in side], axis=1
+    )
+    return out
