@@ -245,7 +245,7 @@ def debug_images(
         inside = w.warped.alpha > 0.5
         lines = ((np.mod(mx, 24) < 1.2) | (np.mod(my, 24) < 1.2)) & inside
         grid[lines] = (255, 255, 0)
-        for (sx, sy), (dx, dy) in zip(w.src, w.dst, strict=False):
+        for dx, dy in w.dst:
             cv2.circle(grid, (int(dx), int(dy)), 4, (255, 0, 0), -1)
     out["warp_grid"] = grid
     out["garment_mask"] = (np.clip(comp.garment_alpha, 0, 1) * 255).astype(np.uint8)
