@@ -27,8 +27,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from services.common.server import exit_now, serve
 
     settings = load_settings()
-    apps = []  # the MediaService is always hosted; service issues add their apps here
-    if args.service not in ("media",):
+    apps = []  # the MediaService is always hosted
+    if args.service == "tryon":
+        from services.tryon.server import TryOnApp
+
+        apps.append(TryOnApp(settings))
+    elif args.service != "media":
         print(f"drape serve: unknown service {args.service!r}", file=sys.stderr)
         return 2
     exit_now(serve(*apps, settings=settings))
@@ -45,6 +49,66 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         f"{args.image}: {img.source_format} {img.source_mode} {img.source_size[0]}x{img.source_size[1]}"
         f" orientation={img.exif_orientation} -> {img.width}x{img.height}x{img.pixels.shape[2]}"
     )
+    return 0
+
+
+def _cmd_tryon(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from services.common.analysis.person import PersonAnalyzer
+    from services.common.images import ImageLimits, decode_image, encode_image
+    from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
+    from services.tryon.server import _refiner
+
+    settings = load_settings()
+    limits = ImageLimits.from_settings(settings)
+
+    def read(path: str, field: str):
+        with open(path, "rb") as fh:
+            return decode_image(fh.read(), limits, field=field)
+
+    person = read(args.person, args.person).rgb()
+    cats = args.category or []
+    if len(cats) > len(args.garments):
+        print("drape tryon: more --category values than garments", file=sys.stderr)
+        return 2
+    garments = [
+        GarmentInput(read(g, g).pixels, cats[i] if i < len(cats) else None)
+        for i, g in enumerate(args.garments)
+    ]
+    stages = ["person", *(["garment"] if len(garments) == 1 else [f"garment{i}" for i in range(len(garments))]),
+              "warp", "composite", "refine"]  # fmt: skip
+    bar = tqdm(total=len(stages), desc="try-on", unit="stage", disable=args.quiet)
+
+    def progress(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    refine_fn = None if args.no_refine else _refiner()
+    pipe = TryOnPipeline(PersonAnalyzer(), refine_fn=refine_fn)
+    options = TryOnOptions(refine=not args.no_refine, debug=bool(args.debug_dir))
+    try:
+        result = pipe.run(person, garments, options, progress=progress)
+        bar.update(bar.total - bar.n)
+    finally:
+        bar.close()
+    out = Path(args.output)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(encode_image(result.image, fmt))
+    if args.debug_dir:
+        d = Path(args.debug_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        for name, img in result.debug.items():
+            Image.fromarray(img).save(d / f"{name}.png")
+    for reason, message in result.warnings:
+        print(f"warning: {reason}: {message}", file=sys.stderr)
+    cats_found = ", ".join(f"{g.category}/{g.sleeve or '-'}/{g.length}" for g in result.garments)
+    timing = " ".join(f"{k}={v * 1000:.0f}ms" for k, v in result.timings.items())
+    print(f"{out}: {cats_found}; {timing}")
     return 0
 
 
@@ -71,8 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output directory (default: out)")
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser("tryon", help="dress the person in a photo in one or two flat-lay garments")
+    p.add_argument("person", help="shopper photo (JPEG, PNG, WebP, BMP, TIFF)")
+    p.add_argument(
+        "garments",
+        nargs="+",
+        metavar="GARMENT",
+        help="flat-lay image(s): a garment, or a top and a bottom",
+    )
+    p.add_argument("-o", "--output", required=True, help="output still (.png, .jpg or .webp)")
+    p.add_argument("--category", action="append", choices=["top", "bottom", "dress", "outerwear"],
+                   help="override the detected category, once per garment in order")  # fmt: skip
+    p.add_argument("--no-refine", action="store_true", help="skip the refiner")
+    p.add_argument("--debug-dir", help="write masks, landmarks, warp grids and the stages here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tryon)
+
     p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
-    p.add_argument("service", nargs="?", default="media", help="service to run (default: media)")
+    p.add_argument("service", nargs="?", default="media", choices=["media", "tryon"],
+                   help="service to run (default: media; every server also hosts media)")  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("stack", help="run the local stack: Kafka broker + services, until Ctrl-C")

@@ -84,16 +84,21 @@ def run_demo(out_dir: str = "out") -> int:
         log_level="WARNING",
         metrics_variants=("control",),
     )
-    server, port = create_server("127.0.0.1:0", settings=settings)
+    from services.tryon.server import TryOnApp
+
+    server, port = create_server("127.0.0.1:0", TryOnApp(settings), settings=settings)
     server.start()
-    if not server.wait_ready(30):
+    if not server.wait_ready(120):
         print("demo: the server did not become ready")
         return 1
     ok = True
     tiles: list[tuple[str, np.ndarray]] = []
     report = []
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        with grpc.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
+        ) as ch:
+            ok &= _tryon_demo(ch, out)
             stub = media_service_pb2_grpc.MediaServiceStub(ch)
             print(f"{'input':32} {'answer':58}")
             for name, data in sample_inputs().items():
@@ -142,11 +147,82 @@ def run_demo(out_dir: str = "out") -> int:
         print("\n".join(lines))
     finally:
         server.stop(0)
-    sheet = contact_sheet(tiles)
-    sheet.save(out / "demo_contact_sheet.png")
+    contact_sheet(tiles).save(out / "demo" / "media_contact_sheet.png")
     (out / "demo" / "report.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {out / 'demo_contact_sheet.png'} and {out / 'demo'}{os.sep}")
     return 0 if ok else 1
+
+
+# The garments of the demo: drawn in code (kind, pattern, colour).
+DEMO_GARMENTS = (
+    ("tshirt", "stripes", (30, 90, 200)),
+    ("longsleeve", "checks", (40, 140, 60)),
+    ("tank", "solid", (230, 200, 40)),
+    ("dress", "logo", (180, 30, 60)),
+    ("jacket", "solid", (60, 60, 70)),
+)
+
+
+def _tryon_demo(channel, out: Path) -> bool:
+    """The main job: each sample photo wearing each demo garment, over gRPC. Writes the
+    stills to out/tryon/ and a contact sheet (photo, then one column per garment, the
+    flat-lay above its results) to out/demo_contact_sheet.png."""
+    from drape.tryon.v1 import tryon_service_pb2 as tpb
+    from drape.tryon.v1 import tryon_service_pb2_grpc as tpb_grpc
+    from services.common.images import encode_image
+    from services.tryon.flatlays import draw_garment
+
+    stub = tpb_grpc.TryOnServiceStub(channel)
+    photos = sample_inputs()
+    (out / "tryon").mkdir(parents=True, exist_ok=True)
+    flats = {f"{k}_{pat}": draw_garment(k, pat, c).image for k, pat, c in DEMO_GARMENTS}
+    rows = [[("flat-lay", None)] + [(name, img) for name, img in flats.items()]]
+    ok = True
+    print(f"{'photo':16} {'garment':18} {'category':24} {'ms':>6}")
+    for photo_name in ("astronaut.jpg", "grace_hopper.jpg"):
+        data = photos[photo_name]
+        person = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        row = [(photo_name, person)]
+        for name, flat in flats.items():
+            req = tpb.TryOnRequest(
+                request_id=f"demo-{photo_name}-{name}",
+                person=common_pb2.Image(data=data),
+                garments=[tpb.Garment(flat_lay=common_pb2.Image(data=encode_image(flat, "PNG")))],
+                experiment=common_pb2.Experiment(experiment_id="demo", variant="control"),
+            )
+            try:
+                r = stub.TryOn(req, timeout=120)
+            except grpc.RpcError as err:
+                print(f"{photo_name:16} {name:18} refused {err.code().name} {err.details()}")
+                ok = False
+                row.append((name, np.zeros_like(person)))
+                continue
+            still = np.asarray(Image.open(io.BytesIO(r.image.data)).convert("RGB"))
+            Image.fromarray(still).save(out / "tryon" / f"{Path(photo_name).stem}_{name}.png")
+            g = r.garments[0]
+            cat = f"{tpb.GarmentCategory.Name(g.category)[17:].lower()}/{tpb.SleeveLength.Name(g.sleeve_length)[14:].lower()}"
+            ms = sum(t.seconds for t in r.meta.timings) * 1000
+            print(f"{photo_name:16} {name:18} {cat:24} {ms:6.0f}")
+            row.append((name, still))
+        rows.append(row)
+    grid_sheet(rows).save(out / "demo_contact_sheet.png")
+    return ok
+
+
+def grid_sheet(rows: list[list[tuple[str, np.ndarray | None]]], cell: int = 240) -> Image.Image:
+    """Rows of captioned tiles, each fitted into a ``cell`` x ``cell`` square."""
+    cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (cols * (cell + 6) + 6, len(rows) * (cell + 24) + 6), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, row in enumerate(rows):
+        for j, (caption, px) in enumerate(row):
+            x, y = 6 + j * (cell + 6), 6 + i * (cell + 24)
+            if px is not None:
+                img = Image.fromarray(px)
+                img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+                sheet.paste(img, (x + (cell - img.width) // 2, y + (cell - img.height) // 2))
+            draw.text((x, y + cell + 4), caption[:36], fill="black")
+    return sheet
 
 
 def _reason(st) -> str:

@@ -113,23 +113,26 @@ def composite(
         old |= pa.lower_clothes
     shade = shading_map(photo, old | (pa.mask > 0.5), sw)
 
+    # What stays in front of the garment: face, hair, hands always; a forearm crossing the
+    # torso stays in front of the torso panel (but inside its own sleeve).
+    hands = pa.hands["left"] | pa.hands["right"]
+    protect = pa.face | pa.hair | hands
+
+    def soft(mask: np.ndarray) -> np.ndarray:
+        return np.maximum(
+            cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0), mask.astype(np.float32)
+        )
+
+    in_front = soft(protect)
+    in_front_of_torso = soft(protect | _forearms_over_torso(pa, layers))
     alpha = np.zeros((h, w), np.float32)
     colour = np.zeros((h, w, 3), np.float32)
     order = {"lower": 0, "torso": 1, "sleeve": 2}
     for layer in sorted(layers, key=lambda lyr: order.get(lyr.kind, 1)):
-        a = layer.alpha
+        cut = in_front if layer.kind == "sleeve" else in_front_of_torso
+        a = layer.alpha * (1.0 - cut)
         colour = layer.rgb * a[..., None] + colour * (1 - a[..., None])
         alpha = a + alpha * (1 - a)
-
-    # What stays in front of the garment.
-    hands = pa.hands["left"] | pa.hands["right"]
-    protect = pa.face | pa.hair | hands
-    front = protect.copy()
-    forearms = _forearms_over_torso(pa, layers)
-    front |= forearms
-    front_soft = cv2.GaussianBlur(front.astype(np.float32), (0, 0), 1.0)
-    front_soft = np.maximum(front_soft, front.astype(np.float32))
-    alpha = alpha * (1.0 - front_soft)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 0.7)  # one-pixel feather: no jagged edge
 
     # Old garment where the new one does not reach.

@@ -1,0 +1,800 @@
+"""Garment flat-lay analysis: cut-out, category, sleeve and length, landmarks.
+
+No learned model is involved; everything follows from colour and from the shape of the
+cut-out:
+
+* **Segmentation** (:func:`segment_garment`). A transparent PNG's alpha is used as is.
+  Otherwise the backdrop colour is the median of a band along the image border, every
+  pixel's distance from it is measured in CIE Lab (so a beige shirt on a cream backdrop is
+  told apart by perceived colour, not by RGB sums), the threshold adapts to how much the
+  border itself varies (a textured backdrop raises it), and the binary mask is cleaned:
+  specks opened away, short vertical gaps bridged (a white stripe that runs out to the
+  outline on a white backdrop), the largest component kept with any comparably large ones,
+  enclosed holes filled (a white logo), and the edge feathered.
+* **Category** from the mask: a neckline notch at the top centre means an upper-body
+  garment; a straight top edge means a bottom, with two legs if the centre column is empty
+  near the bottom. An upper-body garment whose body is much longer than its chest is wide is
+  a dress; one with a long straight line down its centre (a zip, a button stand) is
+  outerwear.
+* **Landmarks** from the per-row extent of the run of garment pixels that contains the
+  axis of symmetry (the torso), the first garment row per column (the top outline) and
+  extreme points of regions in chosen directions (corners).
+
+Landmark names and image-left/right convention are those of
+:mod:`services.tryon.flatlays`: ``"_l"`` is the one with the smaller x in the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from services.common.errors import InvalidInputError
+
+CATEGORIES = ("top", "bottom", "dress", "outerwear")
+_UPPER = ("top", "dress", "outerwear")
+
+# Refusals (GARMENT_NOT_FOUND): a garment smaller than this fraction of the image is too
+# small to analyse (or is a speck on an empty photo)...
+MIN_AREA_FRACTION = 0.02
+# ...and one covering more than this fraction of the image border is not a flat-lay on a
+# backdrop (a close-up of fabric, a photo of a person, noise).
+MAX_BORDER_FRACTION = 0.5
+# Median colour distance (Lab Delta E) of the border band from its own median colour above
+# which the border is not a plain backdrop. Linen-like texture is about 1-3; noise 15+.
+MAX_BACKDROP_SPREAD = 10.0
+
+# Segmentation works on images at most this long side (the mask is scaled back): Lab
+# conversion and morphology scale with pixels, and the outline needs no more detail.
+_SEGMENT_SIDE = 1024
+# Shape analysis works on crops at most this long side; landmarks are scaled back.
+_SHAPE_SIDE = 640
+# Colour-distance threshold bounds (Delta E): the floor keeps JPEG noise on a flat white
+# backdrop out; the cap keeps a busy border from swallowing a low-contrast garment.
+_THRESHOLD_FLOOR = 5.0
+_THRESHOLD_CAP = 30.0
+
+# Length classes from body length / chest width (tops) or length / waist width (bottoms).
+# Drawn garments: crop top 0.9, t-shirt and jacket about 1.45, dress 2.7; shorts 0.9,
+# knee skirt 1.4, trousers 2.05. The cut-offs sit between those clusters.
+_TOP_CROPPED_BELOW = 1.1
+_TOP_LONG_ABOVE = 1.9
+_BOTTOM_CROPPED_BELOW = 1.15
+_BOTTOM_LONG_ABOVE = 1.75
+# Sleeve length (shoulder tip to cuff centre) / chest width: short sleeves about 0.5,
+# long sleeves 1.2 and more.
+_LONG_SLEEVE_ABOVE = 0.85
+
+
+@dataclasses.dataclass
+class GarmentAnalysis:
+    """What :func:`analyze_garment` found.
+
+    Attributes:
+        rgba: the cut-out, ``h x w x 4`` uint8, cropped to :attr:`bbox`; alpha is the mask.
+        mask: ``h x w`` float32 alpha of the crop, 0..1.
+        bbox: ``(x0, y0, x1, y1)`` of the crop in the input image, ``x1``/``y1`` exclusive:
+            the garment's bounding box plus a small margin, so that ``image[y0:y1, x0:x1]``
+            is the crop and a crop point ``(x, y)`` is ``(x + x0, y + y0)`` in the input.
+        category: ``"top"``, ``"bottom"``, ``"dress"`` or ``"outerwear"``.
+        sleeve: ``"sleeveless"``, ``"short"`` or ``"long"``; None for bottoms.
+        length: ``"cropped"``, ``"regular"`` or ``"long"``.
+        landmarks: name -> ``(x, y)`` in the crop's pixel coordinates (pixel centres).
+        category_source: ``"shape"`` (classified here) or ``"request"`` (the override).
+        confidence: how clear-cut the shape classification was, 0.5..1 (1 for a request).
+    """
+
+    rgba: np.ndarray
+    mask: np.ndarray
+    bbox: tuple[int, int, int, int]
+    category: str
+    sleeve: str | None
+    length: str
+    landmarks: dict[str, tuple[float, float]]
+    category_source: str
+    confidence: float = 1.0
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+@dataclasses.dataclass
+class _Segmentation:
+    alpha: np.ndarray
+    from_alpha: bool
+    backdrop_spread: float
+
+
+def segment_garment(image: np.ndarray) -> np.ndarray:
+    """Cut the garment out of a flat-lay.
+
+    Args:
+        image: ``H x W x 3`` RGB or ``H x W x 4`` RGBA uint8 (as
+            :func:`services.common.images.decode_image` returns). An alpha channel with
+            real transparency is used as the mask; otherwise the garment is separated from
+            a plain (white, coloured or mildly textured) backdrop by colour.
+
+    Returns:
+        ``H x W`` float32 alpha in 0..1; all zeros when nothing stands out.
+
+    Raises:
+        ValueError: when ``image`` is not an ``H x W x 3|4`` uint8 array.
+    """
+    return _segment(_check_array(image)).alpha
+
+
+def _check_array(image: np.ndarray) -> np.ndarray:
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] not in (3, 4)
+    ):
+        got = getattr(image, "shape", type(image).__name__), getattr(image, "dtype", "")
+        raise ValueError(f"expected an H x W x 3|4 uint8 array, got {got}")
+    return image
+
+
+def _segment(image: np.ndarray) -> _Segmentation:
+    h_full, w_full = image.shape[:2]
+    if image.shape[2] == 4:
+        a = image[..., 3]
+        # Real transparency: a visible share of the picture is see-through. An alpha channel
+        # that only softens a few pixels says nothing about where the garment is.
+        if np.count_nonzero(a < 128) >= 0.005 * a.size:
+            return _Segmentation(a.astype(np.float32) / 255.0, True, 0.0)
+        alpha = a[..., None].astype(np.float32) / 255.0
+        rgb = (image[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    else:
+        rgb = image
+
+    scale = min(1.0, _SEGMENT_SIDE / max(h_full, w_full))
+    if scale < 1.0:
+        size = (max(1, round(w_full * scale)), max(1, round(h_full * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    h, w = rgb.shape[:2]
+    lab = cv2.cvtColor(rgb.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
+    # A light blur evens out fabric and backdrop texture before the per-pixel test.
+    lab = cv2.GaussianBlur(lab, (0, 0), 0.5)
+
+    band = max(2, round(0.02 * min(h, w)))
+    border = _border_band(lab, band)
+    backdrop = np.median(border, axis=0)
+    dist = np.sqrt(((lab - backdrop) ** 2).sum(axis=2))
+    border_dist = np.sqrt(((border - backdrop) ** 2).sum(axis=1))
+    # Median and MAD rather than mean and std: a garment that touches the border puts
+    # outliers into the band, and they must not lift the threshold above the garment.
+    med = float(np.median(border_dist))
+    mad = 1.4826 * float(np.median(np.abs(border_dist - med)))
+    threshold = float(np.clip(med + 6.0 * mad + 2.0, _THRESHOLD_FLOOR, _THRESHOLD_CAP))
+
+    fg = (dist > threshold).astype(np.uint8)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    seen = fg.astype(bool)
+    fg = _bridge_vertical(fg, max(3, int(0.05 * h) | 1))
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if count <= 1:
+        return _Segmentation(np.zeros((h_full, w_full), np.float32), False, med)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(count, bool)
+    # The garment and any piece at least a tenth its size (a detached strap, a belt).
+    keep[1:] = areas >= 0.1 * areas.max()
+    mask = keep[labels]
+    # Holes enclosed by the garment are garment: a white print, a white stripe that stops
+    # short of the outline, a button the colour of the backdrop.
+    mask = ndimage.binary_fill_holes(mask)
+
+    # Pixels that bridging or hole filling made garment have the backdrop's colour: their
+    # coverage cannot be measured, and must not be (it would read as zero).
+    alpha = _edge_alpha(rgb, mask, mask & ~seen, border_rgb=_border_band(rgb, band))
+    if scale < 1.0:
+        alpha = cv2.resize(alpha, (w_full, h_full), interpolation=cv2.INTER_LINEAR)
+    return _Segmentation(np.clip(alpha, 0.0, 1.0), False, med)
+
+
+def _border_band(img: np.ndarray, band: int) -> np.ndarray:
+    """The pixels of a ``band``-wide frame along the image border, as ``N x C``."""
+    c = img.shape[2]
+    return np.concatenate(
+        [
+            img[:band].reshape(-1, c),
+            img[-band:].reshape(-1, c),
+            img[band:-band, :band].reshape(-1, c),
+            img[band:-band, -band:].reshape(-1, c),
+        ]
+    )
+
+
+def _edge_alpha(
+    rgb: np.ndarray, mask: np.ndarray, inferred: np.ndarray, border_rgb: np.ndarray
+) -> np.ndarray:
+    """Soft alpha: the binary mask, with each outline pixel's own coverage where it can be
+    measured.
+
+    An outline pixel is a mix of garment and backdrop; in RGB its coverage is the
+    projection of ``pixel - backdrop`` onto ``garment - backdrop``, with the garment colour
+    taken from nearby interior pixels. That puts the 0.5 level where the true edge is,
+    instead of wherever a blurred colour distance crosses a threshold (up to a pixel or two
+    outside for a dark garment). Where garment and backdrop colours are too close to
+    measure, and on ``inferred`` pixels (garment by shape, not by colour: a white stripe
+    reaching the outline), the binary mask is feathered instead.
+    """
+    m8 = mask.astype(np.uint8)
+    feathered = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+    k5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    interior = cv2.erode(m8, k5, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    outline = (cv2.dilate(m8, k5) > 0) & (interior == 0)
+    if not outline.any() or not interior.any():
+        return feathered
+    f = rgb.astype(np.float32)
+    inner = interior.astype(np.float32)
+    num = cv2.boxFilter(f * inner[..., None], -1, (11, 11), normalize=False)
+    den = cv2.boxFilter(inner, -1, (11, 11), normalize=False)
+    backdrop = np.median(border_rgb.astype(np.float32), axis=0)
+    ys, xs = np.nonzero(outline & (den > 0))
+    garment = num[ys, xs] / den[ys, xs, None]
+    span = garment - backdrop
+    span2 = (span**2).sum(axis=1)
+    coverage = ((f[ys, xs] - backdrop) * span).sum(axis=1) / np.maximum(span2, 1e-6)
+    # Below ~12 RGB levels of contrast the projection is mostly noise.
+    usable = (span2 > 12.0**2) & ~inferred[ys, xs]
+    alpha = feathered
+    alpha[ys[usable], xs[usable]] = np.clip(coverage[usable], 0.0, 1.0)
+    return alpha
+
+
+def _bridge_vertical(fg: np.ndarray, length: int) -> np.ndarray:
+    """Close vertical gaps shorter than ``length`` px that have garment above and below.
+
+    A band the colour of the backdrop (a white stripe on a white backdrop) that reaches the
+    outline leaves a bay rather than a hole; a vertical closing fills it. Gaps open at the
+    bottom (between the legs, under a sleeve) or at the top (the neckline) stay open: a
+    closing only adds pixels with foreground within reach on both sides.
+    """
+    pad = length
+    padded = cv2.copyMakeBorder(fg, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (1, length))
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)
+    return closed[pad:-pad]
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+class _ShapeError(Exception):
+    """The cut-out does not have the structure the landmark finder needs."""
+
+
+def analyze_garment(image: np.ndarray, category: str | None = None) -> GarmentAnalysis:
+    """Cut out a flat-lay garment and describe it.
+
+    Args:
+        image: ``H x W x 3`` RGB or ``H x W x 4`` RGBA uint8 flat-lay: one garment laid
+            front-up on a plain backdrop (or a transparent PNG).
+        category: override of the detected category (``"top"``, ``"bottom"``, ``"dress"``
+            or ``"outerwear"``); landmarks are then found for that category. An upper-body
+            category (top, dress, outerwear) needs a neckline and a bottom needs a
+            waistband, so an override is refused only where the outline contradicts it: an
+            upper-body category for a garment with a straight top edge (no neckline to
+            find), or ``"bottom"`` for one whose top edge is a neckline between two
+            shoulders. A bottom without two legs is handled as a skirt.
+
+    Returns:
+        The :class:`GarmentAnalysis`.
+
+    Raises:
+        InvalidInputError: ``GARMENT_NOT_FOUND`` (field ``garment``) when the image is
+            blank, its border is not a plain backdrop, the garment runs off most of the
+            border, covers under 2 % of the image or has no recognisable garment outline;
+            ``GARMENT_CATEGORY_INVALID`` (field ``category``) for an unknown category;
+            ``GARMENT_CATEGORY_CONFLICT`` (field ``category``) for an override the outline
+            contradicts.
+        ValueError: when ``image`` is not an ``H x W x 3|4`` uint8 array.
+    """
+    image = _check_array(image)
+    if category is not None and category not in CATEGORIES:
+        raise InvalidInputError(
+            "GARMENT_CATEGORY_INVALID",
+            f"unknown garment category {category!r}; expected one of {', '.join(CATEGORIES)}",
+            field="category",
+        )
+    h, w = image.shape[:2]
+    if min(h, w) < 32:
+        raise _not_found(f"the image is {w} x {h} pixels, too small to find a garment in")
+
+    seg = _segment(image)
+    if not seg.from_alpha and seg.backdrop_spread > MAX_BACKDROP_SPREAD:
+        raise _not_found(
+            "the image border is not a plain backdrop (its colour varies by a median "
+            f"Delta E of {seg.backdrop_spread:.0f}); a flat-lay photo on a plain background "
+            "is needed"
+        )
+    binary = seg.alpha >= 0.5
+    area = float(binary.mean())
+    if area == 0.0:
+        raise _not_found(
+            "nothing stands out from the background: the image looks blank"
+            if not seg.from_alpha
+            else "the image is fully transparent"
+        )
+    ring = np.concatenate([binary[0], binary[-1], binary[1:-1, 0], binary[1:-1, -1]])
+    if ring.mean() > MAX_BORDER_FRACTION:
+        raise _not_found(
+            f"the garment covers {100 * ring.mean():.0f}% of the image border; a flat-lay "
+            "with background on all sides is needed (this looks like a close-up or a photo "
+            "without a plain background)"
+        )
+    if area < MIN_AREA_FRACTION:
+        raise _not_found(
+            f"the garment covers only {100 * area:.1f}% of the image; at least "
+            f"{100 * MIN_AREA_FRACTION:.0f}% is needed"
+        )
+
+    ys, xs = np.nonzero(binary)
+    gx0, gx1, gy0, gy1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    margin = 2 + round(0.02 * max(gx1 - gx0, gy1 - gy0))
+    x0, y0 = max(0, gx0 - margin), max(0, gy0 - margin)
+    x1, y1 = min(w, gx1 + margin), min(h, gy1 + margin)
+    alpha = np.ascontiguousarray(seg.alpha[y0:y1, x0:x1])
+    rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])
+
+    try:
+        found = _describe(rgb, alpha >= 0.5, category)
+    except _ShapeError as exc:
+        raise _not_found(f"the cut-out does not have a garment's outline: {exc}") from None
+
+    a8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return GarmentAnalysis(
+        rgba=np.dstack([rgb, a8]),
+        mask=alpha,
+        bbox=(x0, y0, x1, y1),
+        category=found["category"],
+        sleeve=found["sleeve"],
+        length=found["length"],
+        landmarks=found["landmarks"],
+        category_source="request" if category is not None else "shape",
+        confidence=1.0 if category is not None else found["confidence"],
+    )
+
+
+def _not_found(why: str) -> InvalidInputError:
+    return InvalidInputError("GARMENT_NOT_FOUND", f"no garment found: {why}", field="garment")
+
+
+def _conflict(message: str) -> InvalidInputError:
+    return InvalidInputError("GARMENT_CATEGORY_CONFLICT", message, field="category")
+
+
+def _describe(rgb: np.ndarray, mask: np.ndarray, requested: str | None) -> dict:
+    """Category, sleeve, length and landmarks (crop coordinates) of a cropped mask."""
+    h, w = mask.shape
+    scale = min(1.0, _SHAPE_SIDE / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        rgb_s = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    else:
+        m, rgb_s = mask, rgb
+    rows = np.flatnonzero(m.any(axis=1))
+    if rows.size < 8:
+        raise _ShapeError("it is only a few pixels tall")
+
+    xc = _axis(m)
+    notch = _has_neckline(m, xc)
+    legs = _has_legs(m, xc)
+    upper_shape = notch and not legs
+
+    if requested in _UPPER and not notch:
+        raise _conflict(
+            f"category {requested!r} needs an upper-body garment, but this one has a straight "
+            "top edge with no neckline (it looks like a bottom)"
+        )
+    if requested == "bottom" and notch and not legs:
+        raise _conflict(
+            "category 'bottom' needs a waistband along the top edge, but this garment's top "
+            "edge is a neckline between two shoulders (it looks like a top or a dress)"
+        )
+
+    if (requested in _UPPER) or (requested is None and notch):
+        landmarks, info = _upper(m, xc)
+        ratio = info["length_ratio"]
+        length = (
+            "cropped"
+            if ratio < _TOP_CROPPED_BELOW
+            else "long"
+            if ratio > _TOP_LONG_ABOVE
+            else "regular"
+        )
+        opening, opening_margin = _front_opening(rgb_s, m, xc, landmarks, info["chest"])
+        if legs:  # a neckline over two legs: a jumpsuit, which the contract files as a dress
+            shape_category = "dress"
+        elif opening:
+            shape_category = "outerwear"
+        elif ratio > _TOP_LONG_ABOVE:
+            shape_category = "dress"
+        else:
+            shape_category = "top"
+        confidence = _confidence(
+            [
+                abs(np.log(ratio / _TOP_LONG_ABOVE)) / 0.2,
+                opening_margin,
+                abs(np.log(max(info["sleeve_ratio"], 1e-3) / _LONG_SLEEVE_ABOVE)) / 0.3
+                if info["sleeve"] != "sleeveless"
+                else 1.0,
+            ]
+        )
+        sleeve = info["sleeve"]
+    else:
+        landmarks, info = _lower(m, xc, legs)
+        ratio = info["length_ratio"]
+        length = (
+            "cropped"
+            if ratio < _BOTTOM_CROPPED_BELOW
+            else "long"
+            if ratio > _BOTTOM_LONG_ABOVE
+            else "regular"
+        )
+        shape_category, sleeve = "bottom", None
+        confidence = _confidence([1.0 if notch is False else 0.0])
+
+    if scale < 1.0:
+        landmarks = {
+            k: ((x + 0.5) / scale - 0.5, (y + 0.5) / scale - 0.5) for k, (x, y) in landmarks.items()
+        }
+    return {
+        "category": requested or shape_category,
+        "sleeve": sleeve,
+        "length": length,
+        "landmarks": {k: (float(x), float(y)) for k, (x, y) in landmarks.items()},
+        "confidence": confidence,
+    }
+
+
+def _confidence(margins: list[float]) -> float:
+    """0.5..1 from the smallest normalised margin to a decision threshold."""
+    return float(0.5 + 0.5 * min(1.0, max(0.0, min(margins))))
+
+
+# --------------------------------------------------------------------------- shape helpers
+
+
+def _axis(m: np.ndarray) -> float:
+    """x of the vertical axis of symmetry: median midpoint of the rows' extents."""
+    rows = m.any(axis=1)
+    left = np.argmax(m, axis=1)
+    right = m.shape[1] - 1 - np.argmax(m[:, ::-1], axis=1)
+    return float(np.median((left[rows] + right[rows]) / 2.0))
+
+
+def _top_profile(m: np.ndarray) -> np.ndarray:
+    """First garment row per column (``h`` where the column is empty)."""
+    first = np.argmax(m, axis=0)
+    return np.where(m.any(axis=0), first, m.shape[0])
+
+
+def _has_neckline(m: np.ndarray, xc: float) -> bool:
+    """A notch at the top centre: the axis column starts clearly below the garment's top."""
+    rows = np.flatnonzero(m.any(axis=1))
+    top, height = rows[0], rows[-1] - rows[0] + 1
+    xi = int(round(xc))
+    cols = m[:, max(0, xi - 1) : xi + 2]
+    first = _top_profile(cols)
+    depth = float(np.median(first)) - top
+    return depth > 0.03 * height
+
+
+def _has_legs(m: np.ndarray, xc: float) -> bool:
+    """Two legs: near the bottom the axis column is empty with garment on both sides."""
+    rows = np.flatnonzero(m.any(axis=1))
+    top, bottom = rows[0], rows[-1]
+    height = bottom - top + 1
+    xi = int(round(xc))
+    lo, hi = top + int(0.7 * height), bottom - int(0.03 * height)
+    if hi <= lo:
+        return False
+    band = m[lo:hi, max(0, xi - 1) : xi + 2]
+    gap = ~band.any(axis=1)
+    both = m[lo:hi, :xi].any(axis=1) & m[lo:hi, xi + 1 :].any(axis=1)
+    return float(np.mean(gap & both)) > 0.5
+
+
+def _centre_run(m: np.ndarray, xi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: whether the axis column is garment, and the run's left and right ends."""
+    right = m[:, xi:]
+    r_len = np.where(right.all(axis=1), right.shape[1], np.argmin(right, axis=1))
+    left = m[:, xi::-1]
+    l_len = np.where(left.all(axis=1), left.shape[1], np.argmin(left, axis=1))
+    return m[:, xi], xi - l_len + 1, xi + r_len - 1
+
+
+def _chord_farthest(points: np.ndarray, start, end) -> int:
+    """Index of the point farthest from the chord ``start -> end`` on its right-hand side
+    (with y down: above/outside for a chord running right-and-down)."""
+    d = np.asarray(end, float) - np.asarray(start, float)
+    n = np.array([d[1], -d[0]]) / max(np.hypot(*d), 1e-9)
+    return int(np.argmax((points - np.asarray(start, float)) @ n))
+
+
+# --------------------------------------------------------------------------- upper body
+
+
+def _upper(m: np.ndarray, xc: float) -> tuple[dict, dict]:
+    h, w = m.shape
+    xi = int(round(xc))
+    column = m[:, xi]
+    if not column.any():
+        raise _ShapeError("the centre column is empty")
+    y_nf = int(np.argmax(column))
+    run = column[y_nf:]
+    y_hem = y_nf + (int(np.argmin(run)) - 1 if not run.all() else run.size - 1)
+    if y_hem - y_nf < 8:
+        raise _ShapeError("the body below the neckline is too short")
+
+    right, right_sleeved = _upper_side(m, xi, y_nf, y_hem)
+    flipped, left_sleeved = _upper_side(m[:, ::-1], w - 1 - xi, y_nf, y_hem)
+    left = {k: (w - 1 - x, y) for k, (x, y) in flipped.items()}
+    landmarks = {"neck_front": (xc, float(y_nf))}
+    for side, found in (("r", right), ("l", left)):
+        for part in ("neck", "shoulder", "armpit", "hem"):
+            landmarks[f"{part}_{side}"] = found[part]
+    sleeved = right_sleeved and left_sleeved
+    if sleeved:
+        for side, found in (("r", right), ("l", left)):
+            landmarks[f"cuff_{side}_top"] = found["cuff_top"]
+            landmarks[f"cuff_{side}_bottom"] = found["cuff_bottom"]
+
+    chest = landmarks["armpit_r"][0] - landmarks["armpit_l"][0]
+    if chest <= 4:
+        raise _ShapeError("no torso between the armpits")
+    top_y = (landmarks["neck_l"][1] + landmarks["neck_r"][1]) / 2
+    hem_y = (landmarks["hem_l"][1] + landmarks["hem_r"][1]) / 2
+    info = {"chest": chest, "length_ratio": (hem_y - top_y) / chest, "sleeve": "sleeveless"}
+    info["sleeve_ratio"] = 0.0
+    if sleeved:
+        reach = []
+        for side in ("l", "r"):
+            mid = np.add(landmarks[f"cuff_{side}_top"], landmarks[f"cuff_{side}_bottom"]) / 2
+            reach.append(np.hypot(*(mid - np.asarray(landmarks[f"shoulder_{side}"]))))
+        info["sleeve_ratio"] = float(np.mean(reach)) / chest
+        info["sleeve"] = "long" if info["sleeve_ratio"] > _LONG_SLEEVE_ABOVE else "short"
+    return landmarks, info
+
+
+def _upper_side(m: np.ndarray, xi: int, y_nf: int, y_hem: int) -> tuple[dict, bool]:
+    """Right-hand landmarks of an upper-body garment (call on a flipped mask for the left),
+    and whether that side has a sleeve."""
+    h, w = m.shape
+    on, _, b = _centre_run(m, xi)
+    out = (b - xi).astype(float)
+    top = _top_profile(m)
+    ys = np.arange(y_nf, y_hem + 1)
+    body = out[ys]
+
+    # Neck point: the highest point of the outline right of the notch (the innermost
+    # column at that height: the shoulder seam slopes down from it).
+    right_cols = np.arange(xi + 1, w)
+    t_right = top[xi + 1 :]
+    if right_cols.size == 0 or t_right.min() >= h:
+        raise _ShapeError("nothing right of the centre line")
+    neck_x = int(right_cols[np.flatnonzero(t_right == t_right.min())[0]])
+    neck = (float(neck_x), float(t_right.min()))
+
+    # Going up the torso from the hem, the run through the centre widens at once where a
+    # sleeve joins it: that row is the armpit. Without such a jump there are no sleeves.
+    lower = body[len(body) // 2 :]
+    half_chest = float(np.median(lower)) if lower.size else float(body.max())
+    # A sleeve joining adds a third of the half chest or more (dress cap sleeves; more for
+    # t-shirts and long sleeves). Comparing short windows above and below each row, rather
+    # than single rows, keeps a ragged outline's one-row notches from passing for a sleeve.
+    jump_tol = max(3.0, 0.15 * half_chest)
+    k = max(2, int(0.01 * len(body)))
+    padded = np.concatenate([np.full(k, body[0]), body, np.full(k, body[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, k)
+    # Row i: median of rows i-k+1..i (above, itself included) and of rows i+1..i+k (below).
+    above = np.median(windows[1 : len(body) + 1], axis=1)
+    below = np.median(windows[k + 1 : k + 1 + len(body)], axis=1)
+    steps = np.minimum(above, body) - below
+    # Only the upper two thirds: a flared hem's last, antialiased rows can step as well.
+    steps[int(0.65 * len(steps)) :] = 0
+    jumps = np.flatnonzero(steps > jump_tol)
+    found: dict = {"neck": neck}
+    if jumps.size:
+        i = int(jumps[-1])
+        i = min(i + 1, len(body) - 1)
+        armpit = (float(b[ys[i]]), float(ys[i]))
+        found["armpit"] = armpit
+        cuff_top, cuff_bottom = _cuffs(m, xi, on, b, armpit, half_chest)
+        found["cuff_top"], found["cuff_bottom"] = cuff_top, cuff_bottom
+        # Shoulder tip: the bend of the top outline between the neck point and the cuff.
+        cols = np.arange(int(neck[0]), int(round(cuff_top[0])) + 1)
+        cols = cols[top[cols] < h]
+        pts = np.stack([cols, top[cols]], axis=1).astype(float)
+        found["shoulder"] = tuple(pts[_chord_farthest(pts, neck, cuff_top)])
+    sleeved = "armpit" in found
+    # Hem corner: the bottom-outer corner of the torso run.
+    lo = int(found["armpit"][1]) if "armpit" in found else y_nf + (y_hem - y_nf) // 2
+    rows = np.arange(max(lo, y_nf), y_hem + 1)
+    rows = rows[on[rows]]
+    if rows.size == 0:
+        raise _ShapeError("no torso below the armpits")
+    k = int(np.argmax(b[rows] + rows))
+    hem = (float(b[rows[k]]), float(rows[k]))
+    found["hem"] = hem
+    if "armpit" not in found:
+        # Sleeveless: the strap's outer top corner is the shoulder; the armpit is where the
+        # armhole meets the side seam, the outline's farthest point outside the chord from
+        # shoulder to hem corner.
+        right_edge = w - 1 - np.argmax(m[:, ::-1], axis=1)
+        rows_all = np.arange(int(neck[1]), int(hem[1]) + 1)
+        rows_all = rows_all[m[rows_all].any(axis=1)]
+        score = (right_edge[rows_all] - xi) - (rows_all - neck[1])
+        j = int(np.argmax(score))
+        shoulder = (float(right_edge[rows_all[j]]), float(rows_all[j]))
+        found["shoulder"] = shoulder
+        side = np.arange(int(shoulder[1]), int(hem[1]) + 1)
+        side = side[m[side].any(axis=1)]
+        pts = np.stack([right_edge[side], side], axis=1).astype(float)
+        found["armpit"] = tuple(pts[_chord_farthest(pts, shoulder, hem)])
+    return found, sleeved
+
+
+def _cuffs(m, xi, on, b, armpit, half_chest) -> tuple[tuple, tuple]:
+    """The two corners of the right sleeve's opening."""
+    ax, ay = armpit
+    h, w = m.shape
+    margin = max(2.0, 0.04 * half_chest)
+    cols = np.arange(w)[None, :]
+    rows = np.arange(h)[:, None]
+    b_eff = np.where(on, b, xi)[:, None]
+    beyond = np.where(rows <= ay, cols > ax + margin, (cols > b_eff) & (cols > xi))
+    candidate = (m & beyond).astype(np.uint8)
+    # The sleeve is the largest piece beyond the torso's side; slivers along a ragged
+    # outline elsewhere (an antialiased hem row) are not.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
+    if count <= 1:
+        raise _ShapeError("a sleeve is missing")
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    ys, xs = np.nonzero(labels == biggest)
+    px = np.stack([xs, ys], axis=1).astype(float)
+    if len(px) < 10:
+        raise _ShapeError("a sleeve is too small to measure")
+    # The sleeve's root: its pixels next to the torso's side line.
+    near = px[px[:, 0] <= ax + margin + 2]
+    root = near.mean(axis=0) if len(near) else np.array([ax, ay - half_chest * 0.5])
+    dist = np.hypot(*(px - root).T)
+    tip = px[dist >= 0.75 * dist.max()].mean(axis=0)
+    u = (tip - root) / max(np.hypot(*(tip - root)), 1e-9)
+    v = np.array([-u[1], u[0]])
+    # The opening's corners are the sleeve's extreme points half-way between its axis and
+    # the perpendicular, on either side.
+    c1 = px[int(np.argmax(px @ (u + v)))]
+    c2 = px[int(np.argmax(px @ (u - v)))]
+    top, bottom = (c1, c2) if c1[1] <= c2[1] else (c2, c1)
+    return (float(top[0]), float(top[1])), (float(bottom[0]), float(bottom[1]))
+
+
+def _front_opening(
+    rgb: np.ndarray, m: np.ndarray, xc: float, landmarks: dict, chest: float
+) -> tuple[bool, float]:
+    """Whether a long straight line runs down the centre front (a zip, a button stand).
+
+    The line detector answers to a narrow ridge or valley in lightness (darker or lighter
+    than both sides at once), not to a step: the edges of checks and prints are steps. Its
+    median over the body's rows is high at the centre for an opening and low elsewhere.
+
+    Returns:
+        ``(found, margin)`` where margin is a 0..1 measure of how far from the decision.
+    """
+    lum = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * (100.0 / 255.0)
+    y_top = landmarks["neck_front"][1]
+    y_bot = min(landmarks["hem_l"][1], landmarks["hem_r"][1])
+    span = y_bot - y_top
+    rows = np.arange(int(y_top + 0.1 * span), int(y_bot - 0.05 * span))
+    if rows.size < 5:
+        return False, 0.0
+    d = max(2, int(round(0.027 * chest)))
+    sub = lum[rows]
+    left = np.roll(sub, d, axis=1)
+    right = np.roll(sub, -d, axis=1)
+    ridge = np.maximum(
+        np.minimum(sub - left, sub - right), np.minimum(left - sub, right - sub)
+    ).clip(min=0)
+    inside = m[rows] & np.roll(m[rows], d, axis=1) & np.roll(m[rows], -d, axis=1)
+    ridge[~inside] = 0
+    per_col = np.median(ridge, axis=0)
+    off = np.abs(np.arange(m.shape[1]) - xc)
+    centre = float(per_col[off <= max(2.0, 0.02 * chest)].max())
+    others = per_col[(off > 0.06 * chest) & (off < 0.42 * chest)]
+    level = float(np.percentile(others, 90)) if others.size else 0.0
+    need = max(6.0, 2.5 * level + 2.0)
+    margin = min(1.0, abs(np.log(max(centre, 0.5) / need)) / 0.7)
+    return centre > need, margin
+
+
+# --------------------------------------------------------------------------- lower body
+
+
+def _lower(m: np.ndarray, xc: float, legs: bool) -> tuple[dict, dict]:
+    h, w = m.shape
+    rows = np.flatnonzero(m.any(axis=1))
+    top, bottom = int(rows[0]), int(rows[-1])
+    height = bottom - top + 1
+    left_edge = np.argmax(m, axis=1)
+    right_edge = w - 1 - np.argmax(m[:, ::-1], axis=1)
+    xi = int(round(xc))
+
+    upper_rows = rows[rows <= top + 0.3 * height]
+    kr = int(np.argmax(right_edge[upper_rows] - upper_rows))
+    kl = int(np.argmax(-left_edge[upper_rows] - upper_rows))
+    landmarks = {
+        "waist_l": (float(left_edge[upper_rows[kl]]), float(upper_rows[kl])),
+        "waist_r": (float(right_edge[upper_rows[kr]]), float(upper_rows[kr])),
+    }
+    waist = landmarks["waist_r"][0] - landmarks["waist_l"][0]
+    if waist <= 4:
+        raise _ShapeError("no waistband")
+    if legs:
+        # The centre column's first run of garment, from the waist down to the gap (three
+        # columns, so that a ragged antialiased pixel does not end it early).
+        column = m[:, max(0, xi - 1) : xi + 2].any(axis=1)
+        start = int(np.argmax(column))
+        run = column[start:]
+        crotch = start + (int(np.argmin(run)) - 1 if not run.all() else run.size - 1)
+        leg_rows = np.arange(crotch + 1, bottom + 1)
+        leg_rows = leg_rows[m[leg_rows].any(axis=1)]
+        landmarks["crotch"] = _crotch(m, xi, xc, crotch, bottom)
+        for side, sub, to_x in (
+            ("r", m[:, xi + 1 :], lambda x: xi + 1 + x),
+            ("l", m[:, :xi][:, ::-1], lambda x: xi - 1 - x),
+        ):
+            has = sub[leg_rows].any(axis=1)
+            rr = leg_rows[has]
+            if rr.size == 0:
+                raise _ShapeError("a leg is missing")
+            inner = np.argmax(sub[rr], axis=1)
+            outer = sub.shape[1] - 1 - np.argmax(sub[rr][:, ::-1], axis=1)
+            ko = int(np.argmax(outer + rr))
+            ki = int(np.argmax(rr - inner))
+            landmarks[f"leg_{side}_out"] = (float(to_x(outer[ko])), float(rr[ko]))
+            landmarks[f"leg_{side}_in"] = (float(to_x(inner[ki])), float(rr[ki]))
+        hem_y = np.mean([landmarks[f"leg_{s}_{e}"][1] for s in "lr" for e in ("in", "out")])
+    else:
+        lower_rows = rows[rows >= top + 0.6 * height]
+        kr = int(np.argmax(right_edge[lower_rows] + lower_rows))
+        kl = int(np.argmax(-left_edge[lower_rows] + lower_rows))
+        landmarks["hem_l"] = (float(left_edge[lower_rows[kl]]), float(lower_rows[kl]))
+        landmarks["hem_r"] = (float(right_edge[lower_rows[kr]]), float(lower_rows[kr]))
+        hem_y = (landmarks["hem_l"][1] + landmarks["hem_r"][1]) / 2
+    waist_y = (landmarks["waist_l"][1] + landmarks["waist_r"][1]) / 2
+    return landmarks, {"length_ratio": (hem_y - waist_y) / waist}
+
+
+def _crotch(m: np.ndarray, xi: int, xc: float, found: int, bottom: int) -> tuple[float, float]:
+    """The top of the gap between the legs.
+
+    Near the crotch the gap narrows below a pixel and the cut-out closes it, so the first
+    open row of the centre column sits too low. The inseams are close to straight lines:
+    fitted on the open part of the gap and met, they put the apex where the gap closes.
+    """
+    leg = bottom - found
+    rows = np.arange(found + int(0.1 * leg), found + int(0.6 * leg))
+    rows = rows[m[rows, : xi + 1].any(axis=1) & m[rows, xi:].any(axis=1)]
+    if rows.size < 6:
+        return (xc, float(found))
+    right = m[rows, xi:]
+    left = m[rows, : xi + 1][:, ::-1]
+    # Edges of the gap, half a pixel outside the last garment pixel centres.
+    x_right = xi + np.argmax(right, axis=1) - 0.5
+    x_left = xi - np.argmax(left, axis=1) + 0.5
+    slope_r, icpt_r = np.polyfit(rows, x_right, 1)
+    slope_l, icpt_l = np.polyfit(rows, x_left, 1)
+    if slope_r - slope_l <= 1e-3:  # the gap does not open downwards: keep what was seen
+        return (xc, float(found))
+    apex = (icpt_l - icpt_r) / (slope_r - slope_l)
+    # Only ever move up, and not far: a rounded crotch sits below the lines' meeting point.
+    y = float(np.clip(apex, found - 0.1 * leg, found))
+    return (float((slope_r * y + icpt_r + slope_l * y + icpt_l) / 2), y)

@@ -1,0 +1,215 @@
+"""TryOnService over gRPC: validate up front, decode under limits, run the pipeline, encode.
+
+A thin adapter: everything numeric lives in :mod:`services.tryon.pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+import numpy as np
+
+from drape.common.v1 import common_pb2
+from drape.tryon.v1 import tryon_service_pb2 as pb
+from drape.tryon.v1 import tryon_service_pb2_grpc as pb_grpc
+from services.common.analysis import person as P
+from services.common.errors import InvalidInputError
+from services.common.images import ImageLimits, decode_image, encode_image
+from services.common.interceptors import cancel_token
+from services.common.media import FORMAT_ENUM, response_meta
+from services.common.server import ServiceApp
+from services.tryon import geometric
+from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
+
+log = logging.getLogger("drape.tryon")
+
+BACKENDS = ("", geometric.BACKEND)
+_CATEGORY = {
+    pb.GARMENT_CATEGORY_UNSPECIFIED: None,
+    pb.GARMENT_CATEGORY_TOP: "top",
+    pb.GARMENT_CATEGORY_BOTTOM: "bottom",
+    pb.GARMENT_CATEGORY_DRESS: "dress",
+    pb.GARMENT_CATEGORY_OUTERWEAR: "outerwear",
+}
+_CATEGORY_ENUM = {v: k for k, v in _CATEGORY.items() if v}
+_SLEEVE = {
+    "sleeveless": pb.SLEEVE_LENGTH_SLEEVELESS,
+    "short": pb.SLEEVE_LENGTH_SHORT,
+    "long": pb.SLEEVE_LENGTH_LONG,
+}
+# The analysis tells cropped / regular / long; the contract's scale is finer. Regular tops
+# end at the hip, long ones mid-thigh; a long dress reaches the knee; long trousers the ankle.
+_LENGTH = {
+    ("top", "cropped"): pb.GARMENT_LENGTH_CROPPED,
+    ("top", "regular"): pb.GARMENT_LENGTH_HIP,
+    ("top", "long"): pb.GARMENT_LENGTH_THIGH,
+    ("outerwear", "cropped"): pb.GARMENT_LENGTH_WAIST,
+    ("outerwear", "regular"): pb.GARMENT_LENGTH_HIP,
+    ("outerwear", "long"): pb.GARMENT_LENGTH_KNEE,
+    ("dress", "cropped"): pb.GARMENT_LENGTH_THIGH,
+    ("dress", "regular"): pb.GARMENT_LENGTH_KNEE,
+    ("dress", "long"): pb.GARMENT_LENGTH_ANKLE,
+    ("bottom", "cropped"): pb.GARMENT_LENGTH_THIGH,
+    ("bottom", "regular"): pb.GARMENT_LENGTH_KNEE,
+    ("bottom", "long"): pb.GARMENT_LENGTH_ANKLE,
+}
+_FORMATS = {
+    common_pb2.IMAGE_FORMAT_UNSPECIFIED: "PNG",
+    common_pb2.IMAGE_FORMAT_PNG: "PNG",
+    common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
+    common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
+}
+
+
+def _box(x0: int, y0: int, x1: int, y1: int) -> pb.BoundingBox:
+    return pb.BoundingBox(x=int(x0), y=int(y0), width=int(x1 - x0), height=int(y1 - y0))
+
+
+def validate(request: pb.TryOnRequest) -> None:
+    """Checks that need no decoding, run before any heavy work.
+
+    Raises:
+        InvalidInputError: BACKEND_UNAVAILABLE, OPTION_OUT_OF_RANGE, NO_GARMENTS,
+            TOO_MANY_GARMENTS.
+    """
+    if request.backend not in BACKENDS:
+        raise InvalidInputError(
+            "BACKEND_UNAVAILABLE",
+            f"backend {request.backend!r} is not available here; available: {geometric.BACKEND}",
+            field="backend",
+        )
+    if not 0 <= request.quality <= 100:
+        raise InvalidInputError(
+            "OPTION_OUT_OF_RANGE", f"quality must be 0-100, got {request.quality}", field="quality"
+        )
+    if not request.garments:
+        raise InvalidInputError("NO_GARMENTS", "at least one garment is needed", field="garments")
+    if len(request.garments) > 2:
+        raise InvalidInputError(
+            "TOO_MANY_GARMENTS",
+            f"{len(request.garments)} garments sent; at most 2 (a top and a bottom)",
+            field="garments",
+        )
+
+
+class TryOnServicer(pb_grpc.TryOnServiceServicer):
+    """drape.tryon.v1.TryOnService on the embedded default backend."""
+
+    def __init__(self, app: TryOnApp) -> None:
+        self.app = app
+
+    def TryOn(self, request, context):  # noqa: N802 - gRPC method name
+        validate(request)
+        t0 = time.perf_counter()
+        limits = self.app.image_limits
+        person = decode_image(request.person.data, limits, field="person.data").rgb()
+        garments = []
+        for i, g in enumerate(request.garments):
+            img = decode_image(g.flat_lay.data, limits, field=f"garments[{i}].flat_lay.data")
+            garments.append(GarmentInput(img.pixels, _CATEGORY[g.category]))
+        decode_s = time.perf_counter() - t0
+        options = TryOnOptions(
+            refine=request.refine if request.HasField("refine") else True,
+            selection=(
+                P.PersonSelection.REFUSE
+                if request.person_selection == pb.PERSON_SELECTION_REFUSE_MULTIPLE
+                else P.PersonSelection.MOST_PROMINENT
+            ),
+            tuck="tucked" if request.tuck == pb.TUCK_STYLE_TUCKED else "untucked",
+        )
+        result = self.app.pipeline.run(person, garments, options, token=cancel_token(context))
+        t1 = time.perf_counter()
+        fmt = _FORMATS.get(request.output_format, "PNG")
+        quality = request.quality or 92
+        data = encode_image(result.image, fmt, quality)
+        timings = {"decode": decode_s, **result.timings, "encode": time.perf_counter() - t1}
+        resp = pb.TryOnResponse(
+            image=common_pb2.Image(
+                data=data,
+                format=FORMAT_ENUM[fmt],
+                width=result.image.shape[1],
+                height=result.image.shape[0],
+            ),
+            refined=result.refined,
+        )
+        if request.return_garment_mask:
+            alpha = (np.clip(result.garment_alpha, 0, 1) * 255 + 0.5).astype(np.uint8)
+            resp.garment_mask.CopyFrom(
+                common_pb2.Image(
+                    data=encode_image(np.repeat(alpha[..., None], 3, axis=2), "PNG"),
+                    format=common_pb2.IMAGE_FORMAT_PNG,
+                    width=alpha.shape[1],
+                    height=alpha.shape[0],
+                )
+            )
+        pa = result.person
+        resp.person.CopyFrom(
+            pb.PersonAnalysis(
+                box=_box(*pa.box),
+                framing=pb.BODY_FRAMING_FULL_BODY
+                if pa.framing == "full"
+                else pb.BODY_FRAMING_HALF_BODY,
+                facing=pb.FACING_FRONT if pa.facing == "front" else pb.FACING_THREE_QUARTER,
+                persons_detected=pa.persons,
+                confidence=float(np.mean(pa.landmarks[[P.L_SHOULDER, P.R_SHOULDER], 3])),
+            )
+        )
+        for ga in result.garments:
+            resp.garments.add(
+                category=_CATEGORY_ENUM[ga.category],
+                category_from_request=ga.category_source == "request",
+                sleeve_length=_SLEEVE.get(ga.sleeve or "", pb.SLEEVE_LENGTH_UNSPECIFIED),
+                garment_length=_LENGTH.get((ga.category, ga.length), pb.GARMENT_LENGTH_UNSPECIFIED),
+                box=_box(*ga.bbox),
+                confidence=float(ga.confidence),
+            )
+        meta = response_meta(geometric.BACKEND, geometric.VERSION, timings)
+        for reason, message in result.warnings:
+            meta.warnings.add(reason=reason, message=message)
+        resp.meta.CopyFrom(meta)
+        return resp
+
+
+class TryOnApp(ServiceApp):
+    """The try-on service: loads the person-analysis models once, warms up on a real photo
+    that ships with scikit-image (not a shopper's)."""
+
+    name = "tryon"
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.image_limits = ImageLimits.from_settings(settings)
+        self.pipeline: TryOnPipeline | None = None
+
+    def register(self, server: grpc.Server, ctx) -> list[str]:
+        pb_grpc.add_TryOnServiceServicer_to_server(TryOnServicer(self), server)
+        return [pb.DESCRIPTOR.services_by_name["TryOnService"].full_name]
+
+    def load(self) -> None:
+        self.pipeline = TryOnPipeline(P.PersonAnalyzer(), refine_fn=_refiner())
+
+    def warmup(self) -> None:
+        from skimage import data
+
+        from services.tryon.flatlays import draw_garment
+
+        self.pipeline.run(data.astronaut(), [GarmentInput(draw_garment("tshirt").image)])
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.analyzer.close()
+
+
+def _refiner():
+    """The classical refiner, called in-process (``refine=true``)."""
+    try:
+        from services.refiner.classical import refine
+    except ImportError:  # the refiner stage is optional for the pipeline
+        return None
+
+    def refine_fn(comp, person, alpha, protect):
+        return refine(comp, person, alpha, protect).image
+
+    return refine_fn
