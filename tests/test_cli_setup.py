@@ -69,3 +69,28 @@ def test_demo_runs_end_to_end(tmp_path):
     sheet = Image.open(tmp_path / "demo_contact_sheet.png")
     assert sheet.width > 3 * 256 and sheet.height > 256  # four photos side by side
     assert (tmp_path / "demo" / "metrics.txt").read_text().count("drape_rpc_requests_total{") >= 2
+
+
+def test_tryon_command(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from services.tryon.flatlays import draw_garment
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "me.jpg")
+    Image.fromarray(draw_garment("tshirt", "logo").image).save(tmp_path / "tee.png")
+    out = tmp_path / "out" / "still.jpg"
+    proc = run(
+        "tryon", str(tmp_path / "me.jpg"), str(tmp_path / "tee.png"), "-o", str(out),
+        "--debug-dir", str(tmp_path / "dbg"), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "top/short" in proc.stdout
+    still = Image.open(out)
+    assert still.format == "JPEG" and still.size == (512, 512)
+    for name in ("stages", "warp_grid", "person_regions", "garment_mask", "garment0_landmarks"):
+        assert (tmp_path / "dbg" / f"{name}.png").exists()
+    # A flat-lay with no garment is refused with the reason, not a traceback.
+    Image.new("RGB", (300, 300), "white").save(tmp_path / "blank.png")
+    proc = run("tryon", str(tmp_path / "me.jpg"), str(tmp_path / "blank.png"), "-o", str(out), "--quiet")
+    assert proc.returncode == 1 and "GARMENT_NOT_FOUND" in proc.stderr and "Traceback" not in proc.stderr
