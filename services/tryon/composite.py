@@ -141,7 +141,8 @@ def composite(
     # Under the old clothes is the body: arms and the torso corridor (neckline, a bare
     # midriff) get skin; the rest of what the old clothes covered (a bulky suit wider
     # than the body) was background, filled from around it.
-    body = pa.arms["left"] | pa.arms["right"] | _torso_corridor(pa)
+    corridor, above_shoulders = _torso_corridor(pa)
+    body = ((pa.arms["left"] | pa.arms["right"]) & ~above_shoulders) | corridor
     arms = body & cleared
     if arms.any():
         base[arms] = _skin_fill(photo, pa, arms, shade)[arms]
@@ -167,10 +168,11 @@ def composite(
     )
 
 
-def _torso_corridor(pa: P.PersonAnalysis) -> np.ndarray:
+def _torso_corridor(pa: P.PersonAnalysis) -> tuple[np.ndarray, np.ndarray]:
     """Where the torso itself is, old clothes aside: between the sides of the chest (from
     the measured chest width, at most the shoulder width) from the neck base down to the
-    hips."""
+    hips. Also returns the zone above the shoulder line beside the neck (where an arm
+    capsule's round end pokes up but no body is)."""
     h, w = pa.size
     ls, rs = pa.point(P.L_SHOULDER), pa.point(P.R_SHOULDER)
     mid_s = (ls + rs) / 2
@@ -186,13 +188,15 @@ def _torso_corridor(pa: P.PersonAnalysis) -> np.ndarray:
     m = pa.measurements
     half = 0.5 * min(max(m.chest_width, 0.7 * m.shoulder_width), m.shoulder_width)
     # Narrower at the neck (a neck is about a third of the shoulder width), full below.
-    neck_half = 0.2 * m.shoulder_width
+    neck_half = 0.15 * m.shoulder_width  # a neck is about 0.3 of the biacromial breadth
     t = np.clip((v + 0.15 * m.shoulder_width) / (0.25 * m.shoulder_width), 0, 1)
-    return (
+    corridor = (
         (v > -0.15 * m.shoulder_width)
         & (v < 1.1 * length)
         & (u < neck_half + t * (half - neck_half))
     )
+    above = (v < -0.02 * m.shoulder_width) & (u > neck_half)
+    return corridor, above
 
 
 def _forearms_over_torso(pa: P.PersonAnalysis, layers: list[Layer]) -> np.ndarray:
