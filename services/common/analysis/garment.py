@@ -57,6 +57,9 @@ _SHAPE_SIDE = 640
 _THRESHOLD_FLOOR = 5.0
 _THRESHOLD_CAP = 30.0
 
+# A neckline notch deeper than this fraction of the garment's height makes it upper-body
+# (drawn necklines: 7-25 % of the height; a straight waistband: about 0).
+_NECKLINE_MIN_DEPTH = 0.03
 # Length classes from body length / chest width (tops) or length / waist width (bottoms).
 # Drawn garments: crop top 0.9, t-shirt and jacket about 1.45, dress 2.7; shorts 0.9,
 # knee skirt 1.4, trousers 2.05. The cut-offs sit between those clusters.
@@ -231,19 +234,27 @@ def _edge_alpha(
     if not outline.any() or not interior.any():
         return feathered
     f = rgb.astype(np.float32)
-    inner = interior.astype(np.float32)
-    num = cv2.boxFilter(f * inner[..., None], -1, (11, 11), normalize=False)
-    den = cv2.boxFilter(inner, -1, (11, 11), normalize=False)
+    # The garment colour next to each outline pixel: that of the nearest interior pixel
+    # (not an average over a window, which mixes a stripe's colours at a striped edge).
+    _, nearest = cv2.distanceTransformWithLabels(
+        (interior == 0).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    palette = cv2.blur(f, (3, 3))[interior > 0]  # labels number interior pixels row-major
     backdrop = np.median(border_rgb.astype(np.float32), axis=0)
-    ys, xs = np.nonzero(outline & (den > 0))
-    garment = num[ys, xs] / den[ys, xs, None]
+    ys, xs = np.nonzero(outline)
+    garment = palette[nearest[ys, xs] - 1]
     span = garment - backdrop
     span2 = (span**2).sum(axis=1)
     coverage = ((f[ys, xs] - backdrop) * span).sum(axis=1) / np.maximum(span2, 1e-6)
     # Below ~12 RGB levels of contrast the projection is mostly noise.
     usable = (span2 > 12.0**2) & ~inferred[ys, xs]
-    alpha = feathered
+    alpha = feathered.copy()
     alpha[ys[usable], xs[usable]] = np.clip(coverage[usable], 0.0, 1.0)
+    # A pattern's edge next to the outline (a light check beside a dark rib) can read as low
+    # coverage; such pixels enclosed by garment are garment, as in the binary mask.
+    solid = alpha >= 0.5
+    holes = ndimage.binary_fill_holes(solid) & ~solid
+    alpha[holes] = np.maximum(feathered[holes], 0.5)
     return alpha
 
 
@@ -375,7 +386,7 @@ def _describe(rgb: np.ndarray, mask: np.ndarray, requested: str | None) -> dict:
     scale = min(1.0, _SHAPE_SIDE / max(h, w))
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        m = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
         rgb_s = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     else:
         m, rgb_s = mask, rgb
@@ -384,9 +395,15 @@ def _describe(rgb: np.ndarray, mask: np.ndarray, requested: str | None) -> dict:
         raise _ShapeError("it is only a few pixels tall")
 
     xc = _axis(m)
-    notch = _has_neckline(m, xc)
-    legs = _has_legs(m, xc)
-    upper_shape = notch and not legs
+    notch_depth = _neckline_depth(m, xc)
+    legs_share = _gap_share(m, xc)
+    notch = notch_depth > _NECKLINE_MIN_DEPTH
+    legs = legs_share > 0.5
+    # How far the shape is from the two structural decisions, 0 (on the fence) to 1.
+    structure = [
+        min(1.0, abs(notch_depth - _NECKLINE_MIN_DEPTH) / _NECKLINE_MIN_DEPTH),
+        abs(legs_share - 0.5) / 0.5,
+    ]
 
     if requested in _UPPER and not notch:
         raise _conflict(
@@ -420,6 +437,7 @@ def _describe(rgb: np.ndarray, mask: np.ndarray, requested: str | None) -> dict:
             shape_category = "top"
         confidence = _confidence(
             [
+                *structure,
                 abs(np.log(ratio / _TOP_LONG_ABOVE)) / 0.2,
                 opening_margin,
                 abs(np.log(max(info["sleeve_ratio"], 1e-3) / _LONG_SLEEVE_ABOVE)) / 0.3
@@ -439,7 +457,7 @@ def _describe(rgb: np.ndarray, mask: np.ndarray, requested: str | None) -> dict:
             else "regular"
         )
         shape_category, sleeve = "bottom", None
-        confidence = _confidence([1.0 if notch is False else 0.0])
+        confidence = _confidence(structure)
 
     if scale < 1.0:
         landmarks = {
@@ -476,30 +494,31 @@ def _top_profile(m: np.ndarray) -> np.ndarray:
     return np.where(m.any(axis=0), first, m.shape[0])
 
 
-def _has_neckline(m: np.ndarray, xc: float) -> bool:
-    """A notch at the top centre: the axis column starts clearly below the garment's top."""
+def _neckline_depth(m: np.ndarray, xc: float) -> float:
+    """Depth of the notch at the top centre (a neckline), as a fraction of the height: how
+    far below the garment's top the axis column starts."""
     rows = np.flatnonzero(m.any(axis=1))
     top, height = rows[0], rows[-1] - rows[0] + 1
     xi = int(round(xc))
     cols = m[:, max(0, xi - 1) : xi + 2]
     first = _top_profile(cols)
-    depth = float(np.median(first)) - top
-    return depth > 0.03 * height
+    return (float(np.median(first)) - top) / height
 
 
-def _has_legs(m: np.ndarray, xc: float) -> bool:
-    """Two legs: near the bottom the axis column is empty with garment on both sides."""
+def _gap_share(m: np.ndarray, xc: float) -> float:
+    """Share of the bottom rows where the axis column is empty with garment on both sides
+    (two legs: most of them)."""
     rows = np.flatnonzero(m.any(axis=1))
     top, bottom = rows[0], rows[-1]
     height = bottom - top + 1
     xi = int(round(xc))
     lo, hi = top + int(0.7 * height), bottom - int(0.03 * height)
     if hi <= lo:
-        return False
+        return 0.0
     band = m[lo:hi, max(0, xi - 1) : xi + 2]
     gap = ~band.any(axis=1)
     both = m[lo:hi, :xi].any(axis=1) & m[lo:hi, xi + 1 :].any(axis=1)
-    return float(np.mean(gap & both)) > 0.5
+    return float(np.mean(gap & both))
 
 
 def _centre_run(m: np.ndarray, xi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -605,9 +624,9 @@ def _upper_side(m: np.ndarray, xi: int, y_nf: int, y_hem: int) -> tuple[dict, bo
     if jumps.size:
         i = int(jumps[-1])
         i = min(i + 1, len(body) - 1)
-        armpit = (float(b[ys[i]]), float(ys[i]))
-        found["armpit"] = armpit
-        cuff_top, cuff_bottom = _cuffs(m, xi, on, b, armpit, half_chest)
+        merge = (float(b[ys[i]]), float(ys[i]))  # first row of the torso alone
+        found["armpit"] = _wedge_apex(m, on, b, merge, half_chest)
+        cuff_top, cuff_bottom = _cuffs(m, xi, on, b, merge, half_chest)
         found["cuff_top"], found["cuff_bottom"] = cuff_top, cuff_bottom
         # Shoulder tip: the bend of the top outline between the neck point and the cuff.
         cols = np.arange(int(neck[0]), int(round(cuff_top[0])) + 1)
@@ -638,12 +657,76 @@ def _upper_side(m: np.ndarray, xi: int, y_nf: int, y_hem: int) -> tuple[dict, bo
         side = np.arange(int(shoulder[1]), int(hem[1]) + 1)
         side = side[m[side].any(axis=1)]
         pts = np.stack([right_edge[side], side], axis=1).astype(float)
-        found["armpit"] = tuple(pts[_chord_farthest(pts, shoulder, hem)])
+        rough = pts[_chord_farthest(pts, shoulder, hem)]
+        found["armpit"] = _side_seam_top(right_edge, xi, rough, shoulder[1], half_chest)
     return found, sleeved
 
 
+def _wedge_apex(m: np.ndarray, on: np.ndarray, b: np.ndarray, seen, half_chest: float):
+    """The armpit of a sleeve hanging close to the body.
+
+    The gap between a long sleeve and the torso closes to a wedge whose tip is narrower than
+    a pixel, so the rows where torso and sleeve first merge lie below the true armpit. The
+    torso's side and the sleeve's underside are near-straight there: fitted on the rows
+    where the gap is open and met, they give the tip.
+    """
+    h, w = m.shape
+    y0 = int(seen[1])
+    # Not the first rows below the merge: there the gap is a pixel or two wide and its
+    # mixed pixels count as garment, which would bias the lines towards each other.
+    rows = np.arange(y0 + 1 + int(0.1 * half_chest), min(h, y0 + 1 + int(0.5 * half_chest)))
+    rows = rows[on[rows]]
+    if rows.size < 5:
+        return seen
+    side = b[rows].astype(float)
+    sleeve = np.full(rows.size, np.nan)
+    for k, y in enumerate(rows):
+        after = m[y, b[y] + 1 :]
+        if after.any():
+            sleeve[k] = b[y] + 1 + np.argmax(after)
+    ok = ~np.isnan(sleeve)
+    if ok.sum() < 5:
+        return seen
+    # Edges of the gap: half a pixel outside the last and first garment pixel centres.
+    s_slope, s_icpt = np.polyfit(rows[ok], side[ok] + 0.5, 1)
+    v_slope, v_icpt = np.polyfit(rows[ok], sleeve[ok] - 0.5, 1)
+    if v_slope - s_slope <= 1e-3:  # the gap does not open downwards
+        return seen
+    apex = (s_icpt - v_icpt) / (v_slope - s_slope)
+    y = float(np.clip(apex, y0 - 0.15 * half_chest, y0))
+    return (float(s_slope * y + s_icpt), y)
+
+
+def _side_seam_top(edge: np.ndarray, xi: int, rough, top: float, half_chest: float) -> tuple:
+    """Where a sleeveless garment's side seam ends in the armhole.
+
+    The farthest point from the shoulder-hem chord is a good first guess, but along a side
+    almost parallel to the chord a one-pixel bump moves it far. So: fit the side just below
+    the guess with a line, and go up from there while the outline stays on it; the armhole
+    leaves the line abruptly, at the armpit.
+    """
+    half_width = max(rough[0] - xi, 4.0)
+    lo, hi = int(rough[1] + 0.15 * half_width), int(rough[1] + 0.7 * half_width)
+    hi = min(hi, edge.size)
+    if hi - lo < 4:
+        return (float(rough[0]), float(rough[1]))
+    rows = np.arange(lo, hi)
+    slope, icpt = np.polyfit(rows, edge[rows].astype(float), 1)
+    tol = max(1.5, 0.03 * half_chest)
+    last, misses = lo, 0
+    for y in range(lo - 1, int(top), -1):
+        if abs(edge[y] - (slope * y + icpt)) > tol:
+            misses += 1
+            if misses >= 2:  # two rows off the line: not a ragged pixel, the armhole
+                break
+        else:
+            last, misses = y, 0
+    return (float(edge[last]), float(last))
+
+
 def _cuffs(m, xi, on, b, armpit, half_chest) -> tuple[tuple, tuple]:
-    """The two corners of the right sleeve's opening."""
+    """The two corners of the right sleeve's opening; ``armpit`` is the first row where the
+    torso's run no longer includes the sleeve."""
     ax, ay = armpit
     h, w = m.shape
     margin = max(2.0, 0.04 * half_chest)
