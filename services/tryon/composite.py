@@ -89,13 +89,41 @@ def shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarray
 def _skin_fill(
     rgb: np.ndarray, pa: P.PersonAnalysis, region: np.ndarray, shading: np.ndarray
 ) -> np.ndarray:
-    """Skin colour for ``region`` (arms revealed by a shorter sleeve): the person's own skin
-    tone from their visible skin (or face), shaded like the photo there."""
+    """Skin for ``region`` (arms revealed by a shorter sleeve, a neckline): the person's own
+    skin tone from their visible skin (or face), shaded like the photo there, with the
+    fall-off of a cylinder across each limb (Lambertian: brightness ~ cos of the angle to
+    the surface normal) so an arm reads as round rather than as a cut-out."""
     src = pa.skin if pa.skin.sum() > 200 else pa.face
     tone = np.median(rgb[src].reshape(-1, 3), axis=0) if src.any() else np.array([200, 160, 140])
     out = np.empty(rgb.shape, np.float32)
     out[:] = tone
-    return out * shading[..., None]
+    round_ = np.ones(rgb.shape[:2], np.float32)
+    sw = pa.measurements.shoulder_width
+    h, w = rgb.shape[:2]
+    for bones, radius in (
+        (((P.R_SHOULDER, P.R_ELBOW), (P.L_SHOULDER, P.L_ELBOW)), 0.17 * sw),
+        (((P.R_ELBOW, P.R_WRIST), (P.L_ELBOW, P.L_WRIST)), 0.14 * sw),
+    ):
+        for a_i, b_i in bones:
+            a, b = pa.point(a_i), pa.point(b_i)
+            x0, x1 = (
+                int(max(0, min(a[0], b[0]) - radius)),
+                int(min(w, max(a[0], b[0]) + radius + 1)),
+            )
+            y0, y1 = (
+                int(max(0, min(a[1], b[1]) - radius)),
+                int(min(h, max(a[1], b[1]) + radius + 1)),
+            )
+            if x1 <= x0 or y1 <= y0:
+                continue
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            d = b - a
+            t = np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
+            dist = np.hypot(xs - (a[0] + t * d[0]), ys - (a[1] + t * d[1])) / max(radius, 1.0)
+            cos = np.sqrt(np.clip(1.0 - dist**2, 0.0, 1.0))
+            shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, 1.0).astype(np.float32)
+            round_[y0:y1, x0:x1] = np.minimum(round_[y0:y1, x0:x1], shade)
+    return out * (shading * round_)[..., None]
 
 
 def composite(
