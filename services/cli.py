@@ -32,6 +32,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from services.tryon.server import TryOnApp
 
         apps.append(TryOnApp(settings))
+    elif args.service == "refiner":
+        from services.refiner.server import RefinerApp
+
+        apps.append(RefinerApp(settings))
     elif args.service != "media":
         print(f"drape serve: unknown service {args.service!r}", file=sys.stderr)
         return 2
@@ -152,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tryon)
 
     p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
-    p.add_argument("service", nargs="?", default="media", choices=["media", "tryon"],
+    p.add_argument("service", nargs="?", default="media", choices=["media", "tryon", "refiner"],
                    help="service to run (default: media; every server also hosts media)")  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 
