@@ -210,6 +210,9 @@ def _refiner():
         return None
 
     def refine_fn(comp, person, alpha, protect):
-        return refine(comp, person, alpha, protect).image
+        # Restore from the composite, not the photo: outside the garment the composite
+        # deliberately differs from the photo where the old garment was removed. The
+        # protected pixels (face, hair, hands) are already the photo's own there.
+        return refine(comp, comp, alpha, protect).image
 
     return refine_fn
