@@ -92,5 +92,11 @@ def test_tryon_command(tmp_path):
         assert (tmp_path / "dbg" / f"{name}.png").exists()
     # A flat-lay with no garment is refused with the reason, not a traceback.
     Image.new("RGB", (300, 300), "white").save(tmp_path / "blank.png")
-    proc = run("tryon", str(tmp_path / "me.jpg"), str(tmp_path / "blank.png"), "-o", str(out), "--quiet")
-    assert proc.returncode == 1 and "GARMENT_NOT_FOUND" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run(
+        "tryon", str(tmp_path / "me.jpg"), str(tmp_path / "blank.png"), "-o", str(out), "--quiet"
+    )
+    assert (
+        proc.returncode == 1
+        and "GARMENT_NOT_FOUND" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
