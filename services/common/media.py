@@ -19,7 +19,8 @@ from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.server import ServiceApp
 from services.common.video import VideoLimits, decode_video
 
-_FORMATS = {
+# drape.common.v1.ImageFormat -> encoder name; unspecified means PNG (exact garment edges).
+FORMAT_NAMES = {
     common_pb2.IMAGE_FORMAT_UNSPECIFIED: "PNG",
     common_pb2.IMAGE_FORMAT_PNG: "PNG",
     common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
@@ -77,7 +78,7 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         )
         if request.return_normalized:
             t1 = time.perf_counter()
-            fmt = _FORMATS.get(request.output_format, "PNG")
+            fmt = FORMAT_NAMES.get(request.output_format, "PNG")
             encoded = encode_image(img.pixels, fmt)
             # Leave room for the rest of the response; refuse with a reason rather than let
             # gRPC fail the send with a bare RESOURCE_EXHAUSTED after the work is done.

@@ -16,17 +16,11 @@ from drape.refiner.v1 import refiner_service_pb2 as pb
 from drape.refiner.v1 import refiner_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image, encode_image
-from services.common.media import FORMAT_ENUM, response_meta
+from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.server import ServiceApp
 
 BACKEND = "classical"
 VERSION = "classical/0.1.0"
-_FORMATS = {
-    common_pb2.IMAGE_FORMAT_UNSPECIFIED: "PNG",
-    common_pb2.IMAGE_FORMAT_PNG: "PNG",
-    common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
-    common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
-}
 
 
 def _mask(image: common_pb2.Image, limits: ImageLimits, field: str, shape) -> np.ndarray | None:
@@ -101,7 +95,7 @@ class RefinerServicer(pb_grpc.RefinerServiceServicer):
         )
         result = refine(comp, original, garment, protect, strength=strength, seed=seed)
         t1 = time.perf_counter()
-        fmt = _FORMATS.get(request.output_format, "PNG")
+        fmt = FORMAT_NAMES.get(request.output_format, "PNG")
         data = encode_image(result.image, fmt, request.quality or 92)
         timings = {"decode": decode_s, **result.stages, "encode": time.perf_counter() - t1}
         return pb.RefineResponse(

@@ -18,10 +18,10 @@ from services.common.analysis import person as P
 from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.interceptors import cancel_token
-from services.common.media import FORMAT_ENUM, response_meta
+from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.server import ServiceApp
 from services.tryon import geometric
-from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
+from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline, check_garments
 
 log = logging.getLogger("drape.tryon")
 
@@ -55,12 +55,6 @@ _LENGTH = {
     ("bottom", "regular"): pb.GARMENT_LENGTH_KNEE,
     ("bottom", "long"): pb.GARMENT_LENGTH_ANKLE,
 }
-_FORMATS = {
-    common_pb2.IMAGE_FORMAT_UNSPECIFIED: "PNG",
-    common_pb2.IMAGE_FORMAT_PNG: "PNG",
-    common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
-    common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
-}
 
 
 def _box(x0: int, y0: int, x1: int, y1: int) -> pb.BoundingBox:
@@ -84,14 +78,7 @@ def validate(request: pb.TryOnRequest) -> None:
         raise InvalidInputError(
             "OPTION_OUT_OF_RANGE", f"quality must be 0-100, got {request.quality}", field="quality"
         )
-    if not request.garments:
-        raise InvalidInputError("NO_GARMENTS", "at least one garment is needed", field="garments")
-    if len(request.garments) > 2:
-        raise InvalidInputError(
-            "TOO_MANY_GARMENTS",
-            f"{len(request.garments)} garments sent; at most 2 (a top and a bottom)",
-            field="garments",
-        )
+    check_garments(list(request.garments))  # counts only: before decoding anything
 
 
 class TryOnServicer(pb_grpc.TryOnServiceServicer):
@@ -121,7 +108,7 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
         )
         result = self.app.pipeline.run(person, garments, options, token=cancel_token(context))
         t1 = time.perf_counter()
-        fmt = _FORMATS.get(request.output_format, "PNG")
+        fmt = FORMAT_NAMES.get(request.output_format, "PNG")
         quality = request.quality or 92
         data = encode_image(result.image, fmt, quality)
         timings = {"decode": decode_s, **result.timings, "encode": time.perf_counter() - t1}
