@@ -468,9 +468,20 @@ def _colour_model(lab: np.ndarray, sel: np.ndarray):
     return mean, np.linalg.inv(cov)
 
 
-def _mahalanobis(lab: np.ndarray, mean: np.ndarray, inv: np.ndarray) -> np.ndarray:
-    d = lab.reshape(-1, 3).astype(np.float64) - mean
-    return np.sqrt(np.einsum("ij,jk,ik->i", d, inv, d)).reshape(lab.shape[:2])
+def _mahalanobis(
+    lab: np.ndarray, mean: np.ndarray, inv: np.ndarray, where: np.ndarray | None = None
+) -> np.ndarray:
+    """Mahalanobis distance of each pixel's Lab colour to a model, computed only ``where``
+    (elsewhere +inf): whitening by the Cholesky factor of the inverse covariance turns it
+    into a plain Euclidean norm, in float32."""
+    out = np.full(lab.shape[:2], np.inf, np.float32)
+    sel = np.ones(lab.shape[:2], bool) if where is None else where
+    if not sel.any():
+        return out
+    white = np.linalg.cholesky(inv).astype(np.float32)  # inv = L L^T, so d^T inv d = |L^T d|^2
+    d = lab[sel].astype(np.float32) - mean.astype(np.float32)
+    out[sel] = np.sqrt(np.square(d @ white).sum(axis=1))
+    return out
 
 
 def _skin_mask(rgb: np.ndarray, face: np.ndarray, person: np.ndarray) -> np.ndarray:
@@ -488,7 +499,7 @@ def _skin_mask(rgb: np.ndarray, face: np.ndarray, person: np.ndarray) -> np.ndar
         inner = face
     lab = _lab(rgb)
     mean, inv = _colour_model(lab, inner)
-    skin = (_mahalanobis(lab, mean, inv) < 3.0) & person & ~face
+    skin = _mahalanobis(lab, mean, inv, person & ~face) < 3.0
     skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
     return skin
 
@@ -515,7 +526,7 @@ def _hair_mask(rgb, face, person, skin, lm) -> np.ndarray:
     shoulder_y = min(lm[L_SHOULDER, 1], lm[R_SHOULDER, 1])
     bottom = int(min(h, shoulder_y + 0.6 * fh))  # long hair falls past the shoulders
     zone[: max(bottom, 1), max(0, int(fx0 - 0.8 * fw)) : min(w, int(fx1 + 0.8 * fw))] = True
-    hair = (_mahalanobis(lab, mean, inv) < 3.5) & person & zone & ~face & ~skin
+    hair = _mahalanobis(lab, mean, inv, person & zone & ~face & ~skin) < 3.5
     # Keep what is connected to the seeds: same-coloured clothes far from the head are not hair.
     n, labels = cv2.connectedComponents(hair.astype(np.uint8))
     keep = np.unique(labels[seed & hair])
@@ -549,7 +560,7 @@ def _clothes_masks(rgb, person, face, hair, skin, hands, lm, size):
     if seed.sum() >= 20:
         lab = _lab(rgb)
         mean, inv = _colour_model(lab, seed)
-        similar = _mahalanobis(lab, mean, inv) < 4.0
+        similar = _mahalanobis(lab, mean, inv, upper) < 4.0
         # Keep the connected part of the candidate region that touches the seed, plus
         # everything clearly like the seed's colour (prints and stripes differ in colour
         # but sit inside the connected region anyway).
