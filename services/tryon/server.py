@@ -200,20 +200,6 @@ def _refiner():
         # Restore from the composite, not the photo: outside the garment the composite
         # deliberately differs from the photo where the old garment was removed. The
         # protected pixels (face, hair, hands) are already the photo's own there.
-        # Only the garment's box plus a wide margin is refined (the refiner changes
-        # nothing beyond a few pixels of the garment, and its scene estimates want the
-        # light near the garment): the cost follows the garment, not the frame.
-        ys, xs = np.nonzero(alpha > 0.01)
-        if len(xs) == 0:
-            return comp
-        h, w = alpha.shape
-        m = int(0.12 * max(h, w))
-        y0, y1 = max(0, ys.min() - m), min(h, ys.max() + 1 + m)
-        x0, x1 = max(0, xs.min() - m), min(w, xs.max() + 1 + m)
-        box = (slice(y0, y1), slice(x0, x1))
-        out = comp.copy()
-        sub = comp[box]
-        out[box] = refine(sub, sub, alpha[box], None if protect is None else protect[box]).image
-        return out
+        return refine(comp, comp, alpha, protect).image
 
     return refine_fn
