@@ -118,6 +118,28 @@ class ProbeApp(ServiceApp):
             raise FileNotFoundError("models/probe/1/weights.safetensors is missing")
 
 
+def error_details(err: grpc.RpcError) -> tuple[str | None, str | None]:
+    """``(ErrorInfo reason, BadRequest field)`` of a failed call; None where absent.
+
+    Also checks what every Drape error must carry: the ErrorInfo domain, and a description
+    on each field violation.
+    """
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(err)
+    reason = field = None
+    for detail in st.details if st else ():
+        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if detail.Unpack(info):
+            reason = info.reason
+            assert info.domain == "drape.ai"
+        elif detail.Unpack(bad):
+            field = bad.field_violations[0].field
+            assert bad.field_violations[0].description
+    return reason, field
+
+
 def call(channel: grpc.Channel, method: str, payload: bytes = b"", **kw):
     """Invoke a probe method with raw bytes; returns the response bytes."""
     fn = channel.unary_unary(f"/{PROBE_SERVICE}/{method}")

@@ -17,6 +17,7 @@ from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grp
 from services.common.config import MiB
 
 import samples
+from helpers import error_details
 
 LIMITS = {"max_message_bytes": 2 * MiB, "max_image_bytes": 1 * MiB, "max_video_bytes": 1 * MiB}
 
@@ -36,18 +37,7 @@ def refusal(stub, data: bytes):
     """(code, ErrorInfo reason, BadRequest field) of a refused call."""
     with pytest.raises(grpc.RpcError) as ei:
         inspect(stub, data)
-    err = ei.value
-    st = rpc_status.from_call(err)
-    reason = field = None
-    for detail in st.details if st else ():
-        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
-        if detail.Unpack(info):
-            reason = info.reason
-            assert info.domain == "drape.ai"
-        elif detail.Unpack(bad):
-            field = bad.field_violations[0].field
-            assert bad.field_violations[0].description
-    return err.code(), reason, field
+    return (ei.value.code(), *error_details(ei.value))
 
 
 REFUSED = {

@@ -12,27 +12,14 @@ import urllib.request
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from drape.common.v1 import common_pb2, media_service_pb2, media_service_pb2_grpc
 from services.common.logs import JsonFormatter
 
 from helpers import PROBE_SERVICE, ProbeApp, call
-
-
-def details(err: grpc.RpcError) -> tuple[str | None, str | None]:
-    st = rpc_status.from_call(err)
-    reason = field = None
-    for d in st.details if st else ():
-        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
-        if d.Unpack(info):
-            reason = info.reason
-        elif d.Unpack(bad):
-            field = bad.field_violations[0].field
-    return reason, field
+from helpers import error_details as details
 
 
 def health_status(channel, service: str = "") -> int:

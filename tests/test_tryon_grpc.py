@@ -8,8 +8,6 @@ import io
 import grpc
 import numpy as np
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from PIL import Image
 from skimage import data
 
@@ -19,6 +17,8 @@ from drape.tryon.v1 import tryon_service_pb2_grpc as pb_grpc
 from services.common.config import load_settings
 from services.tryon.flatlays import draw_garment
 from services.tryon.server import TryOnApp
+
+from helpers import error_details
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -41,17 +41,6 @@ def stub():
     yield pb_grpc.TryOnServiceStub(channel)
     channel.close()
     server.stop(0)
-
-
-def reason_of(err: grpc.RpcError) -> tuple[str, str]:
-    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
-    reason = field = ""
-    for d in rpc_status.from_call(err).details:
-        if d.Unpack(info):
-            reason = info.reason
-        elif d.Unpack(bad):
-            field = bad.field_violations[0].field
-    return reason, field
 
 
 def request(person: np.ndarray, *garments: np.ndarray, **kw) -> pb.TryOnRequest:
@@ -144,4 +133,4 @@ def test_refusals(stub, make, reason, field):
     with pytest.raises(grpc.RpcError) as ei:
         stub.TryOn(make(), timeout=120)
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert reason_of(ei.value) == (reason, field)
+    assert error_details(ei.value) == (reason, field)
