@@ -60,7 +60,7 @@ from services.common.errors import InvalidInputError  # noqa: E402
 from services.tryon import pipeline as pipeline_mod  # noqa: E402
 from services.tryon.flatlays import draw_garment  # noqa: E402
 from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline  # noqa: E402
-from services.tryon.server import _refiner  # noqa: E402
+from services.tryon.server import make_refine_fn  # noqa: E402
 
 GOALS = {
     "pck": (">=", 0.98),
@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         gid: draw_garment(kind, pattern, color=col, color2=col2, seed=seed)
         for gid, kind, pattern, col, col2, seed in garments
     }
-    refine_fn = _refiner()
+    refine_fn = make_refine_fn()
     modes = [("off", False)] + ([("on", True)] if refine_fn is not None else [])
     analyzer, checker = P.PersonAnalyzer(), P.PersonAnalyzer()
     pipe = TryOnPipeline(analyzer, refine_fn)

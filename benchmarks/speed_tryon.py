@@ -6,7 +6,7 @@ The photo is a real one that ships with matplotlib (``sample_data/grace_hopper.j
 (768 x 768 flat-lay). As in ``bench_common.py``: build the inputs once, warm up untimed,
 then time ``n`` runs and report the median and the 95th percentile.
 
-Measured, with refine off (and on, when ``services.tryon.server._refiner()`` finds the
+Measured, with refine off (and on, when ``services.tryon.server.make_refine_fn()`` finds the
 refiner):
 
 * ``TryOnPipeline.run`` end to end and per stage (``TryOnResult.timings``: person,
@@ -175,9 +175,9 @@ def rss_figures(when: str) -> dict[str, float | None]:
 def bench_inprocess(iters, person, garment, label: str) -> tuple[list[dict], dict]:
     from services.common.analysis.person import PersonAnalyzer
     from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
-    from services.tryon.server import _refiner
+    from services.tryon.server import make_refine_fn
 
-    refine_fn = _refiner()
+    refine_fn = make_refine_fn()
     pipe = TryOnPipeline(PersonAnalyzer(), refine_fn)
     modes = [False] + ([True] if refine_fn is not None else [])
     results: list[dict] = []
@@ -215,7 +215,7 @@ def bench_grpc(iters, person, garment) -> tuple[list[dict], dict]:
     from drape.tryon.v1 import tryon_service_pb2_grpc as pb_grpc
     from services.common.config import load_settings
     from services.common.server import create_server
-    from services.tryon.server import TryOnApp, _refiner
+    from services.tryon.server import TryOnApp, make_refine_fn
 
     person_jpeg, garment_png = encode(person, "JPEG"), encode(garment, "PNG")
     settings = load_settings(env={}, metrics_port=-1, grpc_address="127.0.0.1:0")
@@ -231,7 +231,7 @@ def bench_grpc(iters, person, garment) -> tuple[list[dict], dict]:
         with channel:
             grpc.channel_ready_future(channel).result(timeout=10)
             stub = pb_grpc.TryOnServiceStub(channel)
-            modes = [False] + ([True] if _refiner() is not None else [])
+            modes = [False] + ([True] if make_refine_fn() is not None else [])
             for refine in modes:
                 for fmt, enum in (
                     ("png", common_pb2.IMAGE_FORMAT_PNG),

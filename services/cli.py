@@ -65,7 +65,7 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
     from services.common.analysis.person import PersonAnalyzer
     from services.common.images import ImageLimits, decode_image, encode_image
     from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
-    from services.tryon.server import _refiner
+    from services.tryon.server import make_refine_fn
 
     settings = load_settings()
     limits = ImageLimits.from_settings(settings)
@@ -91,7 +91,7 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
         bar.set_postfix_str(name)
         bar.update(1)
 
-    refine_fn = None if args.no_refine else _refiner()
+    refine_fn = None if args.no_refine else make_refine_fn()
     pipe = TryOnPipeline(PersonAnalyzer(), refine_fn=refine_fn)
     options = TryOnOptions(refine=not args.no_refine, debug=bool(args.debug_dir))
     try:

@@ -26,6 +26,13 @@ PROBE_SERVICE = "drape.test.Probe"
 EVENTS: list[tuple[str, float]] = []
 
 
+def wait_for_event(timeout: float = 3.0) -> None:
+    """Wait until a handler has recorded an event (it runs on a server thread)."""
+    deadline = time.monotonic() + timeout
+    while not EVENTS and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _sleep(request: bytes, context) -> bytes:
     """Sleep for float(request) seconds, checking the caller is still there."""
     seconds = float(request.decode() or 0)

@@ -57,20 +57,15 @@ def body_frame(pa: P.PersonAnalysis) -> BodyFrame:
 
 def _half_width_at(pa: P.PersonAnalysis, frame: BodyFrame, v: float, fallback: float) -> float:
     """Half the torso width (arms excluded) at depth ``v``, from the person mask."""
-    torso = (pa.mask > 0.5) & ~pa.arms["left"] & ~pa.arms["right"]
     c = frame.at(0.0, v)
-    h, w = torso.shape
-    if not (0 <= c[0] < w and 0 <= c[1] < h) or not torso[int(c[1]), int(c[0])]:
+    h, w = pa.torso.shape
+    if not (0 <= c[0] < w and 0 <= c[1] < h) or not pa.torso[int(c[1]), int(c[0])]:
         return fallback
-    from services.common.analysis.person import _width_across
-
-    width = _width_across(torso, c, frame.across)
+    width = P.width_across(pa.torso, c, frame.across)
     # Loose old clothes inflate the silhouette; never let the fit exceed 1.4x the shoulders.
-    return (
-        min(width / 2, 0.7 * frame.shoulder_width)
-        if width > 0.3 * frame.shoulder_width
-        else fallback
-    )
+    if width <= 0.3 * frame.shoulder_width:
+        return fallback
+    return min(width / 2, 0.7 * frame.shoulder_width)
 
 
 def top_targets(
@@ -169,10 +164,11 @@ def sleeve_targets(
     cuff_c, direction = _along(path, length)
     normal = np.array([-direction[1], direction[0]])
     # "top" is the sleeve's outer edge (away from the torso).
-    centre_u = body_frame(pa).origin
+    frame = body_frame(pa)
+    centre_u = frame.origin
     if np.dot(normal, cuff_c - centre_u) < 0:
         normal = -normal
-    arm_r = 0.14 * body_frame(pa).shoulder_width
+    arm_r = 0.14 * frame.shoulder_width
     half_cuff = max(float(np.linalg.norm(top - bot)) * scale / 2, arm_r * 1.15)
     names = [f"shoulder_{side}", f"armpit_{side}", f"cuff_{side}_top", f"cuff_{side}_bottom"]
     src = [sh, ap, top, bot]

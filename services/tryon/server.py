@@ -175,7 +175,7 @@ class TryOnApp(ServiceApp):
         return [pb.DESCRIPTOR.services_by_name["TryOnService"].full_name]
 
     def load(self) -> None:
-        self.pipeline = TryOnPipeline(P.PersonAnalyzer(), refine_fn=_refiner())
+        self.pipeline = TryOnPipeline(P.PersonAnalyzer(), refine_fn=make_refine_fn())
 
     def warmup(self) -> None:
         from skimage import data
@@ -189,8 +189,9 @@ class TryOnApp(ServiceApp):
             self.pipeline.analyzer.close()
 
 
-def _refiner():
-    """The classical refiner, called in-process (``refine=true``)."""
+def make_refine_fn():
+    """The classical refiner as a pipeline ``refine_fn``, called in-process (``refine=true``);
+    None when the refiner is not installed."""
     try:
         from services.refiner.classical import refine
     except ImportError:  # the refiner stage is optional for the pipeline

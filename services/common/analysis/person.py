@@ -96,6 +96,7 @@ class PersonAnalysis:
         hands: ``{"left": mask, "right": mask}``.
         upper_clothes: bool mask of the clothes worn on the upper body now.
         lower_clothes: bool mask of the clothes worn on the lower body now.
+        torso: bool mask of the person without the arms (widths across the body).
         framing: "half" (legs out of frame) or "full".
         facing: "front" or a three-quarter turn.
         measurements: body widths and lengths.
@@ -114,6 +115,7 @@ class PersonAnalysis:
     hands: dict[str, np.ndarray]
     upper_clothes: np.ndarray
     lower_clothes: np.ndarray
+    torso: np.ndarray
     framing: Framing
     facing: Facing
     measurements: BodyMeasurements
@@ -219,9 +221,11 @@ class PersonAnalyzer:
         face = _face_mask(mesh, boxes, lm, (h, w))
         person = mask > 0.5
         arms, hands = _limb_masks(lm, person, (h, w))
-        skin = _skin_mask(rgb, face, person)
-        hair = _hair_mask(rgb, face, person, skin, lm)
-        upper, lower = _clothes_masks(rgb, person, face, hair, skin, hands, lm, (h, w))
+        lab = _lab(rgb)  # once: skin, hair and clothes models all work in Lab
+        skin = _skin_mask(lab, face, person)
+        hair = _hair_mask(lab, face, person, skin, lm)
+        upper, lower = _clothes_masks(lab, person, face, hair, skin, hands, lm, (h, w))
+        torso = person & ~arms["left"] & ~arms["right"]
         framing: Framing = (
             "full"
             if all(_visible(lm, i, (h, w)) for i in (L_KNEE, R_KNEE, L_ANKLE, R_ANKLE))
@@ -240,9 +244,10 @@ class PersonAnalyzer:
             hands=hands,
             upper_clothes=upper,
             lower_clothes=lower,
+            torso=torso,
             framing=framing,
             facing=facing_of(lm),
-            measurements=measure(lm, person, arms, (h, w)),
+            measurements=measure(lm, torso, (h, w)),
             box=box,
             persons=max(persons, 1),
             warnings=warnings,
@@ -484,7 +489,7 @@ def _mahalanobis(
     return out
 
 
-def _skin_mask(rgb: np.ndarray, face: np.ndarray, person: np.ndarray) -> np.ndarray:
+def _skin_mask(lab: np.ndarray, face: np.ndarray, person: np.ndarray) -> np.ndarray:
     """Skin outside the face, from a colour model of the face's inner skin.
 
     The face oval eroded by a third of its size is mostly cheeks, nose and forehead skin;
@@ -497,14 +502,13 @@ def _skin_mask(rgb: np.ndarray, face: np.ndarray, person: np.ndarray) -> np.ndar
     inner = cv2.erode(face.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
     if inner.sum() < 30:
         inner = face
-    lab = _lab(rgb)
     mean, inv = _colour_model(lab, inner)
     skin = _mahalanobis(lab, mean, inv, person & ~face) < 3.0
     skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
     return skin
 
 
-def _hair_mask(rgb, face, person, skin, lm) -> np.ndarray:
+def _hair_mask(lab, face, person, skin, lm) -> np.ndarray:
     """Hair: person pixels in the head-and-shoulders zone, not face and not skin, whose
     colour matches the pixels just above the face (the hairline)."""
     h, w = person.shape
@@ -520,7 +524,6 @@ def _hair_mask(rgb, face, person, skin, lm) -> np.ndarray:
     seed &= person & ~face & ~skin
     if seed.sum() < 20:
         return np.zeros_like(person)
-    lab = _lab(rgb)
     mean, inv = _colour_model(lab, seed)
     zone = np.zeros_like(person)
     shoulder_y = min(lm[L_SHOULDER, 1], lm[R_SHOULDER, 1])
@@ -533,7 +536,7 @@ def _hair_mask(rgb, face, person, skin, lm) -> np.ndarray:
     return np.isin(labels, keep[keep > 0])
 
 
-def _clothes_masks(rgb, person, face, hair, skin, hands, lm, size):
+def _clothes_masks(lab, person, face, hair, skin, hands, lm, size):
     """Upper and lower clothes worn now: person pixels that are not face, hair, skin or
     hands, split at the hip line and grown from a colour model seeded on the torso."""
     h, w = size
@@ -558,7 +561,6 @@ def _clothes_masks(rgb, person, face, hair, skin, hands, lm, size):
     seed[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = True
     seed &= upper
     if seed.sum() >= 20:
-        lab = _lab(rgb)
         mean, inv = _colour_model(lab, seed)
         similar = _mahalanobis(lab, mean, inv, upper) < 4.0
         # Keep the connected part of the candidate region that touches the seed, plus
@@ -573,7 +575,7 @@ def _clothes_masks(rgb, person, face, hair, skin, hands, lm, size):
 # ---------------------------------------------------------------------------- measurements
 
 
-def _width_across(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray) -> float:
+def width_across(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray) -> float:
     """Length of the run of ``mask`` through ``centre`` along unit ``direction``."""
     h, w = mask.shape
     total = 0.0
@@ -589,10 +591,8 @@ def _width_across(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray) -
     return total + 1.0
 
 
-def measure(
-    lm: np.ndarray, person: np.ndarray, arms: dict[str, np.ndarray], size
-) -> BodyMeasurements:
-    """Body widths from the person mask (arms removed) across the torso axis, and lengths
+def measure(lm: np.ndarray, torso: np.ndarray, size) -> BodyMeasurements:
+    """Body widths from the torso mask (the person mask without the arms) across the torso axis, and lengths
     from the landmarks. Chest, waist and hip sit at 25 %, 60 % and 100 % of the way from the
     shoulder line to the hip line (hip landmarks mark the hip joints, roughly at the widest
     part of the pelvis)."""
@@ -602,14 +602,13 @@ def measure(
     axis = mid_h - mid_s
     length = float(np.linalg.norm(axis))
     across = np.array([axis[1], -axis[0]], np.float32) / max(length, 1e-6)
-    torso = person & ~arms["left"] & ~arms["right"]
 
     def width_at(t: float) -> float:
         c = mid_s + t * axis
         h, w = size
         if not (0 <= c[0] < w and 0 <= c[1] < h) or not torso[int(c[1]), int(c[0])]:
             return 0.0
-        return _width_across(torso, c, across)
+        return width_across(torso, c, across)
 
     hips_in = _visible(lm, L_HIP, size) and _visible(lm, R_HIP, size)
     ankles_in = _visible(lm, L_ANKLE, size) and _visible(lm, R_ANKLE, size)
