@@ -127,6 +127,11 @@ def test_tryon_on_a_real_photo(stub):
             "GARMENT_CATEGORY_CONFLICT",
             "garments",
         ),
+        (
+            lambda: request(data.astronaut(), draw_garment("trousers").image),
+            "POSE_UNSUPPORTED",
+            "person",
+        ),
     ],
 )
 def test_refusals(stub, make, reason, field):

@@ -103,6 +103,8 @@ def _skin_fill(
     for bones, radius in (
         (((P.R_SHOULDER, P.R_ELBOW), (P.L_SHOULDER, P.L_ELBOW)), 0.17 * sw),
         (((P.R_ELBOW, P.R_WRIST), (P.L_ELBOW, P.L_WRIST)), 0.14 * sw),
+        (((P.R_HIP, P.R_KNEE), (P.L_HIP, P.L_KNEE)), LEG_RADII[0] * sw),
+        (((P.R_KNEE, P.R_ANKLE), (P.L_KNEE, P.L_ANKLE)), LEG_RADII[1] * sw),
     ):
         for a_i, b_i in bones:
             a, b = pa.point(a_i), pa.point(b_i)
@@ -162,13 +164,18 @@ def composite(
             cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0), mask.astype(np.float32)
         )
 
+    if replaces in ("lower", "both"):
+        protect = protect | _feet(pa)
     in_front = soft(protect)
     in_front_of_torso = soft(protect | _forearms_over_torso(pa, layers))
+    # Arms hanging beside the hips stay in front of a bottom's waist panel.
+    in_front_of_lower = soft(protect | ((pa.arms["left"] | pa.arms["right"]) & ~old))
     alpha = np.zeros((h, w), np.float32)
     colour = np.zeros((h, w, 3), np.float32)
-    order = {"lower": 0, "torso": 1, "sleeve": 2}
+    order = {"lower": 0, "torso": 1, "lower_front": 1.5, "sleeve": 2}
+    cuts = {"sleeve": in_front, "lower": in_front_of_lower, "lower_front": in_front_of_lower}
     for layer in sorted(layers, key=lambda lyr: order.get(lyr.kind, 1)):
-        cut = in_front if layer.kind == "sleeve" else in_front_of_torso
+        cut = cuts.get(layer.kind, in_front_of_torso)
         a = layer.alpha * (1.0 - cut)
         colour = layer.rgb * a[..., None] + colour * (1 - a[..., None])
         alpha = a + alpha * (1 - a)
@@ -182,6 +189,8 @@ def composite(
     # than the body) was background, filled from around it.
     corridor, above_shoulders = _torso_corridor(pa)
     body = ((pa.arms["left"] | pa.arms["right"]) & ~above_shoulders) | corridor
+    if replaces in ("lower", "both"):
+        body |= _legs(pa) & (pa.mask > 0.5)
     arms = body & cleared
     if arms.any():
         base[arms] = _skin_fill(photo, pa, arms, shade)[arms]
@@ -255,6 +264,38 @@ def _torso_corridor(pa: P.PersonAnalysis) -> tuple[np.ndarray, np.ndarray]:
     )
     above = (v < -0.02 * m.shoulder_width) & (u > neck_half)
     return corridor, above
+
+
+LEG_RADII = (0.26, 0.17)  # thigh and calf radius, in shoulder widths
+
+
+def _legs(pa: P.PersonAnalysis) -> np.ndarray:
+    """Capsules along the thighs and shins: where skin goes when a shorter bottom replaces
+    a longer one."""
+    h, w = pa.size
+    out = np.zeros((h, w), np.uint8)
+    sw = pa.measurements.shoulder_width
+    for a_i, b_i, r in (
+        (P.R_HIP, P.R_KNEE, LEG_RADII[0]), (P.L_HIP, P.L_KNEE, LEG_RADII[0]),
+        (P.R_KNEE, P.R_ANKLE, LEG_RADII[1]), (P.L_KNEE, P.L_ANKLE, LEG_RADII[1]),
+    ):  # fmt: skip
+        a, b = pa.point(a_i), pa.point(b_i)
+        cv2.line(out, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), 1,
+                 max(2, int(2 * r * sw)))  # fmt: skip
+    return out > 0
+
+
+def _feet(pa: P.PersonAnalysis) -> np.ndarray:
+    """Shoes (heel to toe) stay the photo's: a new bottom never covers them."""
+    h, w = pa.size
+    out = np.zeros((h, w), np.uint8)
+    sw = pa.measurements.shoulder_width
+    for heel, toe in ((P.L_HEEL, P.L_FOOT), (P.R_HEEL, P.R_FOOT)):
+        if not (pa.visible(heel) and pa.visible(toe)):
+            continue
+        a, b = np.round(pa.point(heel)).astype(int), np.round(pa.point(toe)).astype(int)
+        cv2.line(out, tuple(a), tuple(b), 1, max(2, int(0.12 * sw)))
+    return (out > 0) & (pa.mask > 0.5)
 
 
 def _forearms_over_torso(pa: P.PersonAnalysis, layers: list[Layer]) -> np.ndarray:

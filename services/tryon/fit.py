@@ -144,10 +144,12 @@ def sleeve_targets(
     torso_targets: dict[str, np.ndarray],
     scale: float,
     side: str,
+    to_wrist: bool = False,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Control points for one sleeve: the root (shoulder seam to armpit) stays glued to the
     torso panel; the cuff goes along the arm at the garment's sleeve length; long sleeves
-    also bend at the elbow.
+    also bend at the elbow. With ``to_wrist`` (a long sleeve) the cuff lands on the wrist
+    whatever the flat-lay's proportions: long sleeves are cut to the arm.
 
     Returns:
         ``(names, garment_points, photo_points)``.
@@ -161,6 +163,8 @@ def sleeve_targets(
     path = arm_path(pa, side)
     root_photo = (torso_targets[f"shoulder_{side}"] + torso_targets[f"armpit_{side}"]) / 2
     path = [root_photo, *path[1:]]
+    if to_wrist:
+        length = sum(float(np.linalg.norm(path[i + 1] - path[i])) for i in range(2))
     cuff_c, direction = _along(path, length)
     normal = np.array([-direction[1], direction[0]])
     # "top" is the sleeve's outer edge (away from the torso).
@@ -190,3 +194,140 @@ def sleeve_targets(
             dst.append(path[1] + sgn * n_e * (arm_r * 1.25))
         names += [f"elbow_{side}_top", f"elbow_{side}_bottom"]
     return names, np.array(src), np.array(dst)
+
+
+# ------------------------------------------------------------------------------ bottoms
+
+WAIST_RISE = 0.16  # a mid-rise waistband sits this far above the hip joints, in torso lengths
+CROTCH_DROP = 0.10  # the crotch sits this far below the hip joints, in leg lengths
+BOTTOM_EASE = 1.04
+
+
+def leg_path(pa: P.PersonAnalysis, side: str) -> list[np.ndarray]:
+    """Hip, knee and ankle of the leg on image side ``side`` ("l" or "r")."""
+    h, k, a = (P.R_HIP, P.R_KNEE, P.R_ANKLE) if side == "l" else (P.L_HIP, P.L_KNEE, P.L_ANKLE)
+    return [
+        pa.point(h).astype(np.float64),
+        pa.point(k).astype(np.float64),
+        pa.point(a).astype(np.float64),
+    ]
+
+
+def _leg_length(pa: P.PersonAnalysis) -> float:
+    """Hip-to-ankle length; from the pose model's estimate where the ankles are out of frame
+    (it still places them), else 1.45 torso lengths (adult proportions)."""
+    if pa.measurements.leg_length > 0:
+        return pa.measurements.leg_length
+    est = np.mean([sum(np.linalg.norm(p[i + 1] - p[i]) for i in range(2)) for p in
+                   (leg_path(pa, "l"), leg_path(pa, "r"))])  # fmt: skip
+    return (
+        float(est)
+        if est > 0.8 * pa.measurements.torso_length
+        else 1.45 * pa.measurements.torso_length
+    )
+
+
+def _leg_half_width(
+    pa: P.PersonAnalysis, centre: np.ndarray, normal: np.ndarray, cap: float
+) -> float:
+    """Half the leg's width through ``centre`` across ``normal``, from the person mask; legs
+    pressed together (one run across both) or out of frame fall back to ``cap``."""
+    h, w = pa.size
+    if (
+        not (0 <= centre[0] < w and 0 <= centre[1] < h)
+        or pa.mask[int(centre[1]), int(centre[0])] < 0.5
+    ):
+        return cap
+    return min(P.width_across(pa.mask > 0.5, centre, normal) / 2, cap)
+
+
+def bottom_targets(
+    pa: P.PersonAnalysis, lmk: dict[str, np.ndarray], length: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]:
+    """Photo positions of a bottom's landmarks (and of the seam points the part warps add).
+
+    The waistband sits a little above the hip joints, as wide as the body there plus ease;
+    the crotch a little below them. Full-length trousers end at the ankles whatever the
+    flat-lay's proportions (trousers are bought by inseam); shorts and skirts keep the
+    garment's own length, scaled by the waist. Each leg follows its hip-knee-ankle bones and
+    bends at the knee; openings are at least as wide as the leg there.
+
+    Args:
+        pa: the person analysis (hips in frame).
+        lmk: the garment's landmarks (cut-out pixels), plus ``hip_l``/``hip_r`` (outer edge
+            at the crotch row) for trousers and shorts.
+        length: the garment's length class ("cropped", "regular", "long").
+
+    Returns:
+        ``(targets, sources, scale)``: point name -> photo point; point name -> cut-out
+        point (the landmarks plus the seam points added here: ``side_*`` on a skirt's
+        sides at hip level, ``knee_*_out``/``knee_*_in`` on long legs); garment px -> photo px.
+    """
+    f = body_frame(pa)
+    g = {k: np.asarray(v, np.float64) for k, v in lmk.items()}
+    mid_hip = (pa.point(P.L_HIP) + pa.point(P.R_HIP)) / 2
+    leg_len = _leg_length(pa)
+    v_hip = f.uv(mid_hip)[1]
+    v_waist = v_hip - WAIST_RISE * f.torso_length
+    half_waist = _half_width_at(pa, f, v_waist, 0.45 * f.shoulder_width) * BOTTOM_EASE
+    g_waist = float(np.linalg.norm(g["waist_r"] - g["waist_l"]))
+    scale = 2 * half_waist / max(g_waist, 1e-6)
+    g_waist_mid = (g["waist_l"] + g["waist_r"]) / 2
+    t: dict[str, np.ndarray] = {
+        "waist_l": f.at(-half_waist, v_waist),
+        "waist_r": f.at(half_waist, v_waist),
+    }
+    v_crotch = v_hip + CROTCH_DROP * leg_len
+    half_hip = max(_half_width_at(pa, f, v_crotch, 1.1 * half_waist), half_waist) * BOTTOM_EASE
+    half_hip = min(half_hip, 0.8 * f.shoulder_width)
+    if "crotch" not in g:  # a skirt: an A-line from the waist over the hips to the hem
+        g_len = float(np.mean([g["hem_l"][1], g["hem_r"][1]]) - g_waist_mid[1]) * scale
+        v_hem = min(v_waist + g_len, v_hip + 1.02 * leg_len)
+        g_half_hem = float(np.linalg.norm(g["hem_r"] - g["hem_l"])) / 2 * scale
+        half_hem = max(g_half_hem, half_hip * 1.02)
+        t["hem_l"], t["hem_r"] = f.at(-half_hem, v_hem), f.at(half_hem, v_hem)
+        frac = (v_crotch - v_waist) / max(v_hem - v_waist, 1e-6)
+        if 0 < frac < 1:
+            for side, sign in (("l", -1.0), ("r", 1.0)):
+                g["side_" + side] = g[f"waist_{side}"] + frac * (
+                    g[f"hem_{side}"] - g[f"waist_{side}"]
+                )
+                half = max(half_hip, half_waist + frac * (half_hem - half_waist))
+                t["side_" + side] = f.at(sign * half, v_crotch)
+        return t, g, scale
+    t["crotch"] = f.at(f.uv(mid_hip)[0], v_crotch)
+    for side, sign in (("l", -1.0), ("r", 1.0)):
+        t[f"hip_{side}"] = f.at(f.uv(mid_hip)[0] + sign * half_hip, v_crotch)
+        path = leg_path(pa, side)
+        # The leg starts at the crotch row, midway between the outer hip and the crotch.
+        root = (t[f"hip_{side}"] + t["crotch"]) / 2
+        path = [root, *path[1:]]
+        full = sum(float(np.linalg.norm(path[i + 1] - path[i])) for i in range(2))
+        g_root = (g[f"hip_{side}"] + g["crotch"]) / 2
+        g_hem = (g[f"leg_{side}_out"] + g[f"leg_{side}_in"]) / 2
+        want = float(np.linalg.norm(g_hem - g_root)) * scale
+        # Full-length trousers break over the shoe, a little below the ankle joint.
+        reach = full + 0.05 * leg_len if length == "long" else min(want, full * 1.02)
+        c, d = _along(path, reach)
+        n = np.array([-d[1], d[0]])
+        if np.dot(n, c - t["crotch"]) < 0:
+            n = -n  # n points away from the body's midline
+        g_half = float(np.linalg.norm(g[f"leg_{side}_out"] - g[f"leg_{side}_in"])) / 2 * scale
+        half = max(g_half, 1.12 * _leg_half_width(pa, c, n, 0.5 * half_hip))
+        t[f"leg_{side}_out"], t[f"leg_{side}_in"] = c + n * half, c - n * half
+        thigh = float(np.linalg.norm(path[1] - path[0]))
+        if reach > thigh * 1.15:  # past the knee: bend there
+            frac = thigh / reach
+            knee, dk = _along(path, thigh)
+            nk = np.array([-dk[1], dk[0]])
+            if np.dot(nk, knee - t["crotch"]) < 0:
+                nk = -nk
+            g_knee_half = (1 - frac) * float(
+                np.linalg.norm(g[f"hip_{side}"] - g["crotch"])
+            ) / 2 + frac * g_half / scale
+            khalf = max(g_knee_half * scale, 1.12 * _leg_half_width(pa, knee, nk, 0.5 * half_hip))
+            for edge, a, b, sgn in (("out", f"hip_{side}", f"leg_{side}_out", 1.0),
+                                    ("in", "crotch", f"leg_{side}_in", -1.0)):  # fmt: skip
+                g[f"knee_{side}_{edge}"] = g[a] + frac * (g[b] - g[a])
+                t[f"knee_{side}_{edge}"] = knee + sgn * nk * khalf
+    return t, g, scale

@@ -74,3 +74,44 @@ def split_top(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> dict[str, np.ndar
         "sleeve_l": mask * outside * left,
         "sleeve_r": mask * outside * (1.0 - left),
     }
+
+
+def bottom_hips(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outer edges of a pair of trousers (or shorts) at the crotch row: ``hip_l`` and
+    ``hip_r``, where the waist panel meets the legs."""
+    y = int(round(float(lmk["crotch"][1])))
+    y = min(max(y, 0), mask.shape[0] - 1)
+    xs = np.flatnonzero(mask[y] > 0.5)
+    if xs.size == 0:
+        xs = np.array([lmk["waist_l"][0], lmk["waist_r"][0]])
+    return {
+        "hip_l": np.array([float(xs[0]), float(y)]),
+        "hip_r": np.array([float(xs[-1]), float(y)]),
+    }
+
+
+def split_bottom(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Part alphas of a bottom.
+
+    Trousers and shorts: the waist panel (waistband down to the crotch row) and one leg per
+    side below it, split at the crotch; the legs reach a few pixels up into the panel so no
+    seam opens. A skirt is one panel.
+
+    Returns:
+        ``{"waist": alpha, "leg_l": alpha, "leg_r": alpha}`` or ``{"skirt": alpha}``.
+    """
+    if "crotch" not in lmk:
+        return {"skirt": mask.astype(np.float32)}
+    h, w = mask.shape
+    cx, cy = (float(v) for v in lmk["crotch"])
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    above = (rows <= cy + OVERLAP_PX).astype(np.float32)
+    below = (rows >= cy - 2 * OVERLAP_PX).astype(np.float32)
+    left = (cols < cx).astype(np.float32)
+    m = mask.astype(np.float32)
+    return {
+        "waist": m * above * np.ones((1, w), np.float32),
+        "leg_l": m * below * left,
+        "leg_r": m * below * (1.0 - left),
+    }

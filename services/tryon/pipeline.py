@@ -105,7 +105,7 @@ class TryOnPipeline:
         Raises:
             InvalidInputError: NO_GARMENTS, TOO_MANY_GARMENTS, GARMENT_NOT_FOUND,
                 GARMENT_CATEGORY_CONFLICT, the person analysis refusals, and
-                POSE_UNSUPPORTED for a bottom on a photo whose legs are out of frame.
+                POSE_UNSUPPORTED for a bottom on a photo whose hips are out of frame.
         """
         options = options or TryOnOptions()
         token = token or CancelToken()
@@ -138,19 +138,18 @@ class TryOnPipeline:
             for ga in sorted(analyses, key=lambda a: a.category in UPPER):
                 lmk = {k: np.asarray(v, np.float64) for k, v in ga.landmarks.items()}
                 if ga.category in UPPER:
-                    lyr, wp = geometric.dress_top(pa, ga.rgba, ga.mask, lmk)
+                    lyr, wp = geometric.dress_top(pa, ga.rgba, ga.mask, lmk, ga.sleeve)
                 else:
-                    raise InvalidInputError(
-                        "POSE_UNSUPPORTED",
-                        "bottoms need a full-body photo and are not supported by this backend yet",
-                        field="garments",
-                    )
+                    check_hips(pa)
+                    lyr, wp = geometric.dress_bottom(pa, ga.rgba, ga.mask, lmk, ga.length)
                 layers += lyr
                 warps += wp
+            if options.tuck == "tucked" and len(analyses) == 2:
+                tuck_in(layers, pa)
         with stage("composite"):
-            replaces = (
-                "upper" if all(a.category in ("top", "outerwear") for a in analyses) else "both"
-            )
+            cats = {a.category for a in analyses}
+            upper, lower = bool(cats & set(UPPER)), bool(cats - set(UPPER)) or "dress" in cats
+            replaces = "both" if upper and lower else ("lower" if lower else "upper")
             comp = composite(person, pa, layers, replaces=replaces)
         image, refined = comp.image, False
         if options.refine and self.refine_fn is not None:
@@ -196,6 +195,45 @@ def check_garments(garments: list[GarmentInput]) -> None:
             f"{len(garments)} garments sent; at most {MAX_GARMENTS} (a top and a bottom)",
             field="garments",
         )
+
+
+def check_hips(pa: P.PersonAnalysis) -> None:
+    """A bottom needs the hips in the photo (the legs may leave the frame lower down: the
+    garment is dressed along the pose model's estimate and cut by the frame).
+
+    Raises:
+        InvalidInputError: POSE_UNSUPPORTED (field ``person``).
+    """
+    if not (pa.visible(P.L_HIP) and pa.visible(P.R_HIP)):
+        raise InvalidInputError(
+            "POSE_UNSUPPORTED",
+            "a bottom needs the hips in the photo; this one ends above them "
+            "(send a full-body or at least a hip-length photo)",
+            field="person",
+        )
+
+
+def tuck_in(layers: list, pa: P.PersonAnalysis) -> None:
+    """Tucked outfits: the top ends a little below the bottom's waistband (a slight blouse
+    over it is hidden under the band) and the bottom's layers go in front of the top."""
+    band = np.zeros(pa.size, np.float32)
+    for layer in layers:
+        if layer.kind == "lower":
+            band = np.maximum(band, layer.alpha)
+    if band.max() <= 0:
+        return
+    inside = band > 0.5
+    has = inside.any(axis=0)
+    # Per column, the top of the band (a waistband follows the body's tilt).
+    top = np.where(has, inside.argmax(axis=0), pa.size[0]).astype(np.float32)
+    margin = 0.04 * pa.measurements.torso_length
+    rows = np.arange(pa.size[0], dtype=np.float32)[:, None]
+    keep = np.clip((top[None, :] + margin - rows) / 2.0 + 0.5, 0.0, 1.0)
+    for layer in layers:
+        if layer.kind == "torso":
+            layer.alpha = layer.alpha * keep
+        elif layer.kind == "lower":
+            layer.kind = "lower_front"
 
 
 def check_outfit(analyses: list[G.GarmentAnalysis], pa: P.PersonAnalysis) -> None:

@@ -223,6 +223,13 @@ class PersonAnalyzer:
         arms, hands = _limb_masks(lm, person, (h, w))
         lab = _lab(rgb)  # once: skin, hair and clothes models all work in Lab
         skin = _skin_mask(lab, face, person)
+        # A hand is its skin: the circle around the hand landmarks also takes in the clothes
+        # beside it (a hand resting by the hip), which must not be protected as hand.
+        near_skin = cv2.dilate(skin.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        for side in hands:
+            if (hands[side] & near_skin).sum() > 0.2 * hands[side].sum():
+                arms[side] |= hands[side] & ~near_skin
+                hands[side] &= near_skin
         hair = _hair_mask(lab, face, person, skin, lm)
         upper, lower = _clothes_masks(lab, person, face, hair, skin, hands, lm, (h, w))
         torso = person & ~arms["left"] & ~arms["right"]
