@@ -93,7 +93,7 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
 
     refine_fn = None if args.no_refine else make_refine_fn()
     pipe = TryOnPipeline(PersonAnalyzer(), refine_fn=refine_fn)
-    options = TryOnOptions(refine=not args.no_refine, debug=bool(args.debug_dir))
+    options = TryOnOptions(refine=not args.no_refine, debug=bool(args.debug_dir), tuck=args.tuck)
     try:
         result = pipe.run(person, garments, options, progress=progress)
         bar.update(bar.total - bar.n)
@@ -120,6 +120,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
     return run_demo(args.out)
+
+
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    bootstrap = args.bootstrap or settings.kafka_bootstrap_servers
+    if args.action == "run":
+        from services.catalog_adapter.main import run_adapter
+
+        return run_adapter(settings, bootstrap=bootstrap)
+    from services.catalog_adapter.publish import publish, read_events, write_samples
+    from services.common.kafka import TOPIC_ASSET, TOPIC_PRODUCT, TOPIC_PRODUCT_DLQ, ensure_topics
+
+    path = args.events
+    if args.sample:
+        path = write_samples(args.sample_dir, args.sample)
+        print(f"wrote {args.sample} sample events and their flat-lays: {path}")
+    if not path:
+        print("drape catalog publish: give EVENTS.jsonl or --sample N", file=sys.stderr)
+        return 2
+    events = read_events(path)
+    if args.ensure_topics:
+        ensure_topics(bootstrap, {TOPIC_PRODUCT: 4, TOPIC_ASSET: 4, TOPIC_PRODUCT_DLQ: 1}, settings)
+    n = publish(events, bootstrap, settings)
+    print(f"published {n} events to {TOPIC_PRODUCT} on {bootstrap}")
+    return 0
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -151,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", action="append", choices=["top", "bottom", "dress", "outerwear"],
                    help="override the detected category, once per garment in order")  # fmt: skip
     p.add_argument("--no-refine", action="store_true", help="skip the refiner")
+    p.add_argument("--tuck", choices=["untucked", "tucked"], default="untucked",
+                   help="outfits: the top's hem over (default) or inside the bottom")  # fmt: skip
     p.add_argument("--debug-dir", help="write masks, landmarks, warp grids and the stages here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tryon)
@@ -164,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kafka-port", type=int, default=9092)
     p.add_argument("--grpc-port", type=int, default=50051)
     p.set_defaults(func=_cmd_stack)
+
+    p = sub.add_parser("catalog", help="catalog adapter: run the consumer, publish events")
+    p.add_argument("action", choices=["run", "publish"],
+                   help="run: consume catalog.product.v1 until SIGTERM; publish: send events")  # fmt: skip
+    p.add_argument(
+        "events", nargs="?", help="publish: events file, one ProductUpserted JSON a line"
+    )
+    p.add_argument("--bootstrap", help="Kafka brokers (default: DRAPE_KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="publish: draw N sample garments and publish events for them")  # fmt: skip
+    p.add_argument("--sample-dir", default="out/catalog_samples",
+                   help="publish --sample: where the flat-lays and events file go")  # fmt: skip
+    p.add_argument("--ensure-topics", action="store_true",
+                   help="publish: create the catalog topics first when missing")  # fmt: skip
+    p.set_defaults(func=_cmd_catalog)
 
     p = sub.add_parser("config", help="print the effective settings (secrets redacted)")
     p.add_argument(

@@ -1,11 +1,11 @@
 """``make demo``: the main job on the embedded default, end to end over real gRPC.
 
-Until the try-on service lands this runs the foundation's own job: a server started with
-the shared bootstrap inspects and normalises the project's sample photos (two real
-photographs that ship in installed packages, plus awkward files made in code) exactly as
-every service will decode shopper uploads, refuses broken files and a decompression bomb
-with their reasons,
-and writes the normalised images, a contact sheet and a metrics scrape to ``out/``.
+Try-on over gRPC: the two real photos that ship in installed packages wearing five garments
+drawn in code, then bottoms and top + bottom outfits (untucked and tucked) on the full-body
+studio figure of :mod:`services.tryon.figures`; stills in ``out/tryon/`` and a contact sheet
+in ``out/demo_contact_sheet.png``. Then the media checks: sample photos and awkward files
+inspected and normalised as every service decodes uploads, broken files and a decompression
+bomb refused with their reasons, a contact sheet and a metrics scrape in ``out/demo/``.
 """
 
 from __future__ import annotations
@@ -205,7 +205,62 @@ def _tryon_demo(channel, out: Path) -> bool:
             print(f"{photo_name:16} {name:18} {cat:24} {ms:6.0f}")
             row.append((name, still))
         rows.append(row)
+    ok &= _bottoms_demo(stub, out, rows)
     grid_sheet(rows).save(out / "demo_contact_sheet.png")
+    return ok
+
+
+# Bottoms and outfits on the full-body studio figure (no full-body photo ships in any
+# installed package): (name, [(kind, pattern, colour), ...], tucked).
+DEMO_OUTFITS = (
+    ("trousers", [("trousers", "solid", (150, 100, 60))], False),
+    ("shorts", [("shorts", "checks", (40, 130, 60))], False),
+    ("skirt", [("skirt", "solid", (160, 30, 60))], False),
+    (
+        "tee+trousers",
+        [("tshirt", "stripes", (30, 60, 160)), ("trousers", "solid", (40, 40, 40))],
+        False,
+    ),
+    ("tucked", [("longsleeve", "solid", (200, 60, 40)), ("skirt", "solid", (30, 30, 80))], True),
+)
+
+
+def _bottoms_demo(stub, out: Path, rows: list) -> bool:
+    """Bottoms, and top + bottom outfits (untucked and tucked), on the studio figure."""
+    from drape.tryon.v1 import tryon_service_pb2 as tpb
+    from services.common.images import encode_image
+    from services.tryon.figures import draw_figure
+    from services.tryon.flatlays import draw_garment
+
+    figure = draw_figure()
+    flat_row: list[tuple[str, np.ndarray | None]] = [("flat-lays", None)]
+    row: list[tuple[str, np.ndarray | None]] = [("figure (drawn)", figure)]
+    ok = True
+    for name, items, tucked in DEMO_OUTFITS:
+        flats = [draw_garment(k, pat, c).image for k, pat, c in items]
+        flat_row.append((name, np.concatenate(flats, axis=0) if len(flats) > 1 else flats[0]))
+        req = tpb.TryOnRequest(
+            request_id=f"demo-figure-{name}",
+            person=common_pb2.Image(data=encode_image(figure, "PNG")),
+            garments=[
+                tpb.Garment(flat_lay=common_pb2.Image(data=encode_image(f, "PNG"))) for f in flats
+            ],
+            tuck=tpb.TUCK_STYLE_TUCKED if tucked else tpb.TUCK_STYLE_UNTUCKED,
+            experiment=common_pb2.Experiment(experiment_id="demo", variant="control"),
+        )
+        try:
+            r = stub.TryOn(req, timeout=120)
+        except grpc.RpcError as err:
+            print(f"{'figure':16} {name:18} refused {err.code().name} {err.details()}")
+            row.append((name, np.zeros_like(figure)))
+            ok = False
+            continue
+        still = np.asarray(Image.open(io.BytesIO(r.image.data)).convert("RGB"))
+        Image.fromarray(still).save(out / "tryon" / f"figure_{name.replace('+', '_')}.png")
+        ms = sum(t.seconds for t in r.meta.timings) * 1000
+        print(f"{'figure':16} {name:18} {'tucked' if tucked else 'untucked':24} {ms:6.0f}")
+        row.append((name, still))
+    rows += [flat_row, row]
     return ok
 
 
