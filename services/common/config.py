@@ -155,6 +155,42 @@ class Settings:
         help="long-running operations queued or running at once; more are refused",
         min=1,
     )
+    animate_backend: str = setting(
+        "skeletal", env="DRAPE_ANIMATE_BACKEND", help="animation backend of clips that name none"
+    )
+    animate_request_backends: tuple[str, ...] = setting(
+        ("skeletal",),
+        env="DRAPE_ANIMATE_REQUEST_BACKENDS",
+        help="backends a clip request may name (per-request allow-list)",
+    )
+    animate_max_side: int = setting(
+        1920, env="DRAPE_ANIMATE_MAX_SIDE", help="largest clip width or height", min=16, max=8192
+    )
+    animate_max_fps: float = setting(
+        60.0, env="DRAPE_ANIMATE_MAX_FPS", help="highest clip frame rate", min=1, max=120
+    )
+    animate_max_seconds: float = setting(
+        30.0, env="DRAPE_ANIMATE_MAX_SECONDS", help="longest clip", min=0.1, max=600
+    )
+    animate_motion_dir: str = setting(
+        "",
+        env="DRAPE_ANIMATE_MOTION_DIR",
+        help="directory of the deployment's own motion templates (*.json); empty: built-ins only",
+    )
+    motion_max_seconds: float = setting(
+        20.0,
+        env="DRAPE_MOTION_MAX_SECONDS",
+        help="longest (trimmed) reference video a motion is extracted from",
+        min=0.1,
+    )
+    motion_max_lost_share: float = setting(
+        0.5,
+        env="DRAPE_MOTION_MAX_LOST_SHARE",
+        help="largest share of a reference video's frames without a person that extraction "
+        "bridges by interpolation",
+        min=0,
+        max=1,
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
         "INFO", env="DRAPE_LOG_LEVEL", help="log level"
     )
@@ -166,6 +202,104 @@ class Settings:
         env="DRAPE_MODEL_DIR",
         help="model repository of operator-supplied weights (models/<name>/<version>/)",
     )
+    # --- neural backends (GPU deployments; weights from DRAPE_MODEL_DIR, see README) ---
+    tryon_backend: Literal["geometric", "diffusion"] = setting(
+        "geometric", env="DRAPE_TRYON_BACKEND", help="try-on backend of requests that name none"
+    )
+    tryon_request_backends: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_TRYON_REQUEST_BACKENDS",
+        help="backends a try-on request may name besides the default (per-request "
+        "allow-list, e.g. geometric,diffusion); each is loaded at start-up",
+    )
+    tryon_diffusion_model: str = setting(
+        "catvton/1",
+        env="DRAPE_TRYON_DIFFUSION_MODEL",
+        help="name/version in DRAPE_MODEL_DIR of the try-on diffusion model (CatVTON layout)",
+    )
+    tryon_diffusion_height: int = setting(
+        1024,
+        env="DRAPE_TRYON_DIFFUSION_HEIGHT",
+        help="working height of the try-on diffusion network (pixels)",
+        min=16,
+        max=4096,
+    )
+    tryon_diffusion_width: int = setting(
+        768,
+        env="DRAPE_TRYON_DIFFUSION_WIDTH",
+        help="working width of the try-on diffusion network (pixels)",
+        min=16,
+        max=4096,
+    )
+    diffusion_steps: int = setting(
+        30, env="DRAPE_DIFFUSION_STEPS", help="default denoising steps", min=1, max=1000
+    )
+    diffusion_max_steps: int = setting(
+        100,
+        env="DRAPE_DIFFUSION_MAX_STEPS",
+        help="most denoising steps a request may ask for",
+        min=1,
+        max=1000,
+    )
+    diffusion_guidance: float = setting(
+        2.5,
+        env="DRAPE_DIFFUSION_GUIDANCE",
+        help="default classifier-free guidance scale",
+        min=0,
+        max=30,
+    )
+    refiner_backend: Literal["classical", "diffusion"] = setting(
+        "classical", env="DRAPE_REFINER_BACKEND", help="refiner backend of requests that name none"
+    )
+    refiner_request_backends: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_REFINER_REQUEST_BACKENDS",
+        help="backends a refine request may name besides the default (per-request allow-list)",
+    )
+    refiner_diffusion_model: str = setting(
+        "sd-inpainting/1",
+        env="DRAPE_REFINER_DIFFUSION_MODEL",
+        help="name/version in DRAPE_MODEL_DIR of the refiner's SD inpainting model",
+    )
+    refiner_diffusion_strength: float = setting(
+        0.3,
+        env="DRAPE_REFINER_DIFFUSION_STRENGTH",
+        help="denoising strength of the diffusion refiner at request strength 1 (low: seams "
+        "are repaired, the garment is not redrawn)",
+        min=0.01,
+        max=1,
+    )
+    refiner_diffusion_steps: int = setting(
+        20,
+        env="DRAPE_REFINER_DIFFUSION_STEPS",
+        help="diffusion refiner's schedule length (it runs strength x steps of them)",
+        min=1,
+        max=1000,
+    )
+    animate_diffusion_model: str = setting(
+        "animate-anyone/1",
+        env="DRAPE_ANIMATE_DIFFUSION_MODEL",
+        help="name/version in DRAPE_MODEL_DIR of the animation model (AnimateAnyone layout)",
+    )
+    neural_device: Literal["auto", "cpu", "cuda"] = setting(
+        "auto", env="DRAPE_NEURAL_DEVICE", help="device of the neural backends (auto: cuda if seen)"
+    )
+    neural_dtype: Literal["auto", "float32", "float16", "bfloat16"] = setting(
+        "auto",
+        env="DRAPE_NEURAL_DTYPE",
+        help="precision of the neural backends (auto: float16 on cuda, float32 on cpu)",
+    )
+    neural_runtime: Literal["torch", "onnxruntime"] = setting(
+        "torch",
+        env="DRAPE_NEURAL_RUNTIME",
+        help="what runs the UNet and VAE decoder: eager torch, or the exported ONNX graphs "
+        "(DIR/onnx/, `drape models export`) on ONNX Runtime",
+    )
+    ort_providers: tuple[str, ...] = setting(
+        ("cpu",),
+        env="DRAPE_ORT_PROVIDERS",
+        help="ONNX Runtime execution providers in order of preference: tensorrt, cuda, cpu",
+    )
     kafka_bootstrap_servers: str = setting(
         "127.0.0.1:9092",
         env="DRAPE_KAFKA_BOOTSTRAP_SERVERS",
@@ -176,6 +310,76 @@ class Settings:
     )
     kafka_sasl_password: str = setting(
         "", env="DRAPE_KAFKA_SASL_PASSWORD", help="SASL/PLAIN password", secret=True
+    )
+    catalog_group_id: str = setting(
+        "drape-catalog-adapter",
+        env="DRAPE_CATALOG_GROUP_ID",
+        help="Kafka consumer group of the catalog adapters (run more processes to scale)",
+    )
+    catalog_asset_store: str = setting(
+        "file://out/assets",
+        env="DRAPE_CATALOG_ASSET_STORE",
+        help="where assets are written: file://PATH (relative or absolute) or s3://BUCKET/PREFIX",
+    )
+    catalog_s3_endpoint: str = setting(
+        "",
+        env="DRAPE_CATALOG_S3_ENDPOINT",
+        help="S3-compatible endpoint URL for s3:// stores and references, e.g. "
+        "https://s3.eu-west-1.amazonaws.com",
+    )
+    catalog_s3_region: str = setting(
+        "us-east-1", env="DRAPE_CATALOG_S3_REGION", help="S3 region used in request signing"
+    )
+    catalog_s3_access_key: str = setting(
+        "", env="DRAPE_CATALOG_S3_ACCESS_KEY", help="S3 access key id"
+    )
+    catalog_s3_secret_key: str = setting(
+        "", env="DRAPE_CATALOG_S3_SECRET_KEY", help="S3 secret access key", secret=True
+    )
+    catalog_rosters_file: str = setting(
+        "",
+        env="DRAPE_CATALOG_ROSTERS_FILE",
+        help="TOML file of stock-model rosters and merchant defaults; empty: the built-in "
+        "roster (two public-domain photos)",
+    )
+    catalog_pipeline: Literal["embedded", "grpc"] = setting(
+        "embedded",
+        env="DRAPE_CATALOG_PIPELINE",
+        help="embedded: try-on and refiner run in the adapter process; grpc: call TryOnService",
+    )
+    catalog_tryon_address: str = setting(
+        "127.0.0.1:50051",
+        env="DRAPE_CATALOG_TRYON_ADDRESS",
+        help="TryOnService address when DRAPE_CATALOG_PIPELINE=grpc",
+    )
+    catalog_clip_runner: str = setting(
+        "",
+        env="DRAPE_CATALOG_CLIP_RUNNER",
+        help="module:factory returning the clip step; empty: clip requests fail with "
+        "CLIPS_UNAVAILABLE",
+    )
+    catalog_workers: int = setting(
+        1, env="DRAPE_CATALOG_WORKERS", help="jobs run at once per adapter process", min=1, max=64
+    )
+    catalog_max_attempts: int = setting(
+        4,
+        env="DRAPE_CATALOG_MAX_ATTEMPTS",
+        help="attempts of a transient failure before the event is dead-lettered",
+        min=1,
+        max=100,
+    )
+    catalog_retry_backoff_seconds: float = setting(
+        0.5,
+        env="DRAPE_CATALOG_RETRY_BACKOFF_SECONDS",
+        help="first retry delay; doubles per attempt (with jitter), capped at 60 s",
+        min=0,
+        max=600,
+    )
+    catalog_job_timeout_seconds: float = setting(
+        600.0,
+        env="DRAPE_CATALOG_JOB_TIMEOUT_SECONDS",
+        help="deadline of one attempt at one product (DEADLINE_EXCEEDED, retried)",
+        min=1,
     )
 
     def __post_init__(self) -> None:
@@ -194,6 +398,16 @@ class Settings:
             )
         if self.kafka_sasl_username and not self.kafka_sasl_password:
             raise ConfigError("DRAPE_KAFKA_SASL_PASSWORD", "required when a username is set")
+        if not self.catalog_asset_store.startswith(("file://", "s3://")):
+            raise ConfigError(
+                "DRAPE_CATALOG_ASSET_STORE",
+                f"invalid value {self.catalog_asset_store!r}: expected file://PATH or "
+                "s3://BUCKET/PREFIX",
+            )
+        if self.catalog_asset_store.startswith("s3://") and not self.catalog_s3_endpoint:
+            raise ConfigError("DRAPE_CATALOG_S3_ENDPOINT", "required for an s3:// asset store")
+        if self.catalog_pipeline == "grpc":
+            check_address("DRAPE_CATALOG_TRYON_ADDRESS", self.catalog_tryon_address)
 
     # ---------------------------------------------------------------- presentation
 

@@ -1,0 +1,82 @@
+"""Process entry of the catalog adapter: ``drape catalog run`` / ``python -m
+services.catalog_adapter``.
+
+Builds the asset store, rosters and steps from the settings, warms the still step on every
+roster photo (so the first product is not slow and a bad roster stops start-up), serves
+``/metrics``, then consumes until SIGTERM/SIGINT and drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from services.catalog_adapter.jobs import JobRunner
+from services.catalog_adapter.roster import builtin_rosters, load_rosters
+from services.catalog_adapter.runners import (
+    ReferenceReader,
+    load_clip_runner,
+    make_still_runner,
+)
+from services.catalog_adapter.store import open_store, s3_client_from_settings
+from services.common.config import load_settings
+from services.common.errors import ConfigError
+from services.common.images import ImageLimits
+from services.common.logs import configure_logging
+from services.common.metrics import Metrics
+
+log = logging.getLogger("drape.catalog")
+
+
+def build_jobs(settings) -> JobRunner:
+    """The job runner described by ``settings`` (store, rosters, still and clip steps),
+    warmed up.
+
+    Raises:
+        ConfigError: naming the setting when the store, a roster or a step is unusable.
+    """
+    try:
+        store = open_store(settings.catalog_asset_store, settings)
+    except (ValueError, OSError) as exc:
+        raise ConfigError("DRAPE_CATALOG_ASSET_STORE", str(exc)) from None
+    reader = ReferenceReader(settings.max_image_bytes, s3=s3_client_from_settings(settings))
+    limits = ImageLimits.from_settings(settings)
+    if settings.catalog_rosters_file:
+        rosters = load_rosters(settings.catalog_rosters_file, reader, limits)
+    else:
+        rosters = builtin_rosters()
+    stills = make_still_runner(settings)
+    stills.warm(rosters.all_models())
+    clips = load_clip_runner(settings.catalog_clip_runner, settings)
+    return JobRunner(store, rosters, stills, clips, reader)
+
+
+def run_adapter(settings=None, bootstrap: str | None = None) -> int:
+    """Run one adapter process until SIGTERM/SIGINT; returns the exit status."""
+    from services.catalog_adapter.adapter import CatalogAdapter
+
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log.info("settings", extra={"settings": settings.redacted()})
+    metrics = Metrics(service="catalog_adapter", variants=settings.metrics_variants)
+    jobs = build_jobs(settings)
+    adapter = CatalogAdapter(settings, jobs, metrics, bootstrap=bootstrap)
+    if settings.metrics_port >= 0:
+        port = metrics.serve(settings.metrics_port, settings.metrics_address)
+        log.info("metrics", extra={"metrics_port": port})
+
+    def on_signal(signum, _frame):
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        adapter.stop_event.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    try:
+        return adapter.run()
+    finally:
+        metrics.close()
+        close = getattr(jobs.stills, "close", None)
+        if close:
+            close()

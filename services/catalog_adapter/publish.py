@@ -1,0 +1,126 @@
+"""Sample product events and ``drape catalog publish EVENTS.jsonl``.
+
+An events file has one ``ProductUpserted`` a line in protobuf's JSON form, e.g.::
+
+    {"eventId": "evt-1", "merchantId": "acme", "sku": "TEE-1",
+     "garments": [{"imageUri": "file:///srv/catalog/tee.png"}],
+     "deliverables": {"stills": true}, "revision": "1"}
+
+:func:`write_samples` draws garment flat-lays (tops and dresses, which the embedded try-on
+supports today) into a directory and writes such a file referencing them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from drape.catalog.v1 import events_pb2 as ev_pb
+from drape.common.v1 import common_pb2
+from services.common.errors import InvalidInputError
+from services.common.kafka import TOPIC_PRODUCT, client_config
+
+SAMPLE_KINDS = ("tshirt", "longsleeve", "tank", "dress", "jacket")
+SAMPLE_COLORS = ((30, 90, 200), (200, 40, 40), (40, 140, 60), (230, 180, 30), (120, 60, 160))
+SAMPLE_PATTERNS = ("stripes", "solid", "checks", "logo", "solid")
+
+
+def read_events(path: str | Path) -> list[ev_pb.ProductUpserted]:
+    """Parse an events file.
+
+    Raises:
+        InvalidInputError: INVALID_EVENT naming the line that is not a ProductUpserted.
+    """
+    events = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json_format.Parse(line, ev_pb.ProductUpserted()))
+        except json_format.ParseError as exc:
+            raise InvalidInputError(
+                "INVALID_EVENT", f"{path}:{n}: not a ProductUpserted: {exc}", field=f"line {n}"
+            ) from None
+    return events
+
+
+def publish(events, bootstrap: str, settings=None, topic: str = TOPIC_PRODUCT) -> int:
+    """Send ``events`` (messages, or raw bytes for tests of bad payloads) keyed by
+    ``merchant_id/sku``; waits for every acknowledgement. Returns how many were sent."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(acks="all", **client_config(settings, bootstrap))
+    try:
+        futures = []
+        for ev in events:
+            if isinstance(ev, (bytes, bytearray)):
+                key, value = b"raw", bytes(ev)
+            else:
+                key, value = f"{ev.merchant_id}/{ev.sku}".encode(), ev.SerializeToString()
+            futures.append(producer.send(topic, key=key, value=value))
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        producer.close()
+    return len(futures)
+
+
+def sample_event(
+    i: int,
+    image_uri: str,
+    merchant: str = "acme",
+    stills: bool = True,
+    clips: bool = False,
+    prefix: str = "sample",
+) -> ev_pb.ProductUpserted:
+    """Product event number ``i`` referencing one garment image."""
+    ev = ev_pb.ProductUpserted(
+        event_id=f"{prefix}-{i:04d}",
+        merchant_id=merchant,
+        sku=f"SKU-{i:04d}",
+        deliverables=ev_pb.Deliverables(stills=stills, clips=clips),
+        experiment=common_pb2.Experiment(experiment_id="catalog-demo", variant="control"),
+        revision=1,
+    )
+    ev.occurred_at.GetCurrentTime()
+    ev.garments.add(image_uri=image_uri)
+    return ev
+
+
+def draw_sample_garment(i: int, size: int = 384):
+    """Garment ``i`` of the sample catalog (every one different), as an RGB array."""
+    from services.tryon.flatlays import draw_garment
+
+    k = len(SAMPLE_KINDS)
+    return draw_garment(
+        SAMPLE_KINDS[i % k],
+        SAMPLE_PATTERNS[(i // k) % len(SAMPLE_PATTERNS)],
+        SAMPLE_COLORS[(i // 2) % len(SAMPLE_COLORS)],
+        size=(size, size),
+        seed=i,
+    ).image
+
+
+def write_samples(
+    out_dir: str | Path, count: int = 10, size: int = 384, prefix: str = "sample"
+) -> Path:
+    """Draw ``count`` flat-lays into ``out_dir`` and write ``sample_events.jsonl`` there.
+
+    Returns:
+        The events file.
+    """
+    from PIL import Image
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(count):
+        path = out / f"garment-{i:04d}.png"
+        Image.fromarray(draw_sample_garment(i, size)).save(path)
+        ev = sample_event(i, path.as_uri(), prefix=prefix)
+        lines.append(json.dumps(json_format.MessageToDict(ev)))
+    events = out / "sample_events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    return events

@@ -1,0 +1,417 @@
+"""The steps a catalog job calls: fetch a reference, make a still, make a clip.
+
+* :class:`ReferenceReader` fetches garment and roster images by URI: ``file://``,
+  ``s3://`` (through the configured S3 endpoint) and ``http(s)://``.
+* :class:`EmbeddedStillRunner` runs try-on and the refiner in this process, with the person
+  analysis of each roster photo cached (roster photos are few and reused by every product).
+* :class:`GrpcStillRunner` calls ``drape.tryon.v1.TryOnService`` (which refines in-process
+  on its side) when the services are deployed apart.
+* The clip step is a hook: :func:`load_clip_runner` imports ``module:factory`` from
+  ``DRAPE_CATALOG_CLIP_RUNNER``; ``factory(settings)`` returns an object with ``backend``,
+  ``version`` and ``make_clip(still_png, model, motion_template, token) -> list[ClipAsset]``.
+  Until one is configured, :class:`NoClipRunner` fails clip requests with
+  ``CLIPS_UNAVAILABLE`` (FAILED_PRECONDITION; not retryable, so the event is dead-lettered
+  and can be replayed once clips are available, its stills being reused).
+
+Error classes decide retries: :class:`InvalidInputError` and
+:class:`FailedPreconditionError` are final; :class:`UnavailableError`,
+:class:`ResourceExhaustedError`, :class:`DeadlineExceededError` and anything unexpected are
+retried with backoff.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import hashlib
+import importlib
+import threading
+from typing import Protocol
+from urllib.parse import unquote
+
+import numpy as np
+
+from services.catalog_adapter.roster import StockModel
+from services.common.context import CancelToken
+from services.common.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidInputError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from services.common.images import ImageLimits, decode_image, encode_image
+
+FORMAT_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+FORMAT_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+
+class ReferenceReader:
+    """Reads image references of events and rosters.
+
+    Args:
+        max_bytes: largest object accepted.
+        s3: an :class:`~services.catalog_adapter.s3.S3Client` for ``s3://`` references.
+        timeout: seconds per HTTP request.
+    """
+
+    def __init__(self, max_bytes: int, s3=None, timeout: float = 30.0) -> None:
+        self.max_bytes, self.s3, self.timeout = max_bytes, s3, timeout
+
+    def __call__(self, uri: str, field: str = "image_uri") -> bytes:
+        """The referenced bytes.
+
+        Raises:
+            InvalidInputError: GARMENT_FETCH_FAILED when the reference can never be read
+                (missing file, unsupported scheme, HTTP 4xx, too large).
+            UnavailableError: GARMENT_FETCH_FAILED for transient failures (network, 5xx).
+        """
+        if uri.startswith("file://"):
+            path = unquote(uri[len("file://") :])
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read(self.max_bytes + 1)
+            except OSError as exc:
+                raise self._poison(field, f"cannot read {uri}: {exc.strerror or exc}") from None
+        elif uri.startswith("s3://"):
+            if self.s3 is None:
+                raise self._poison(field, f"{uri}: no S3 endpoint is configured")
+            bucket, _, key = uri[len("s3://") :].partition("/")
+            try:
+                data = self.s3.get_object(bucket, key)
+            except InvalidInputError as exc:
+                raise self._poison(field, f"{uri}: {exc.message}") from None
+            except UnavailableError as exc:
+                raise UnavailableError("GARMENT_FETCH_FAILED", exc.message, field=field) from None
+            if data is None:
+                raise self._poison(field, f"{uri} does not exist")
+        elif uri.startswith(("http://", "https://")):
+            data = self._http(uri, field)
+        else:
+            raise self._poison(field, f"unsupported reference {uri[:80]!r}")
+        if len(data) > self.max_bytes:
+            raise self._poison(field, f"{uri} is larger than {self.max_bytes} bytes")
+        return data
+
+    @staticmethod
+    def _poison(field: str, message: str) -> InvalidInputError:
+        return InvalidInputError("GARMENT_FETCH_FAILED", message, field=field)
+
+    def _http(self, uri: str, field: str) -> bytes:
+        import requests
+
+        try:
+            with requests.get(uri, timeout=self.timeout, stream=True) as resp:
+                if resp.status_code >= 500 or resp.status_code == 429:
+                    raise UnavailableError(
+                        "GARMENT_FETCH_FAILED", f"{uri}: HTTP {resp.status_code}", field=field
+                    )
+                if resp.status_code >= 300:
+                    raise self._poison(field, f"{uri}: HTTP {resp.status_code}")
+                chunks, size = [], 0
+                for chunk in resp.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise self._poison(field, f"{uri} is larger than {self.max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except requests.RequestException as exc:
+            raise UnavailableError(
+                "GARMENT_FETCH_FAILED", f"{uri}: {type(exc).__name__}", field=field
+            ) from None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt might succeed."""
+    return not isinstance(exc, (InvalidInputError, FailedPreconditionError))
+
+
+@dataclasses.dataclass(frozen=True)
+class GarmentSpec:
+    """A product's garment: the fetched bytes and an optional category ("top", "dress"…)."""
+
+    data: bytes
+    category: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MadeAsset:
+    """An encoded asset a step produced."""
+
+    kind: int  # drape.catalog.v1.AssetKind
+    data: bytes
+    mime: str
+    ext: str
+    width: int = 0
+    height: int = 0
+
+
+class CachingAnalyzer:
+    """A :class:`~services.common.analysis.person.PersonAnalyzer` that remembers its last
+    ``size`` results by photo content: roster photos are analysed once, not per product.
+
+    Results are deep-copied on the way out so no caller can change a cached analysis.
+    """
+
+    def __init__(self, analyzer, size: int = 64) -> None:
+        self.analyzer, self.size = analyzer, size
+        self._cache: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def analyze(self, rgb: np.ndarray, selection=None, field: str = "person"):
+        rgb = np.ascontiguousarray(rgb)
+        key = (rgb.shape, hashlib.sha256(rgb.tobytes()).digest(), selection, field)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self.hits += 1
+                return copy.deepcopy(self._cache[key])
+        kw = {} if selection is None else {"selection": selection}
+        result = self.analyzer.analyze(rgb, field=field, **kw)
+        with self._lock:
+            self.misses += 1
+            self._cache[key] = result
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return copy.deepcopy(result)
+
+    def close(self) -> None:
+        self.analyzer.close()
+
+
+class StillRunner(Protocol):
+    backend: str
+    version: str
+
+    def warm(self, models: list[StockModel]) -> None:
+        """Prepare for these roster photos (load models, cache analyses)."""
+
+    def make_still(
+        self, model: StockModel, garments: list[GarmentSpec], fmt: str, token: CancelToken
+    ) -> MadeAsset:
+        """Dress ``model`` in ``garments``; the still encoded as ``fmt``."""
+
+
+class EmbeddedStillRunner:
+    """Try-on (geometric) and the classical refiner in this process."""
+
+    def __init__(self, limits: ImageLimits) -> None:
+        from services.common.analysis.person import PersonAnalyzer
+        from services.refiner import server as refiner
+        from services.tryon import geometric
+        from services.tryon.pipeline import TryOnPipeline
+        from services.tryon.server import make_refine_fn
+
+        self.limits = limits
+        self.backend = geometric.BACKEND
+        self.version = f"{geometric.VERSION}+{refiner.VERSION}"
+        self.analyzer = CachingAnalyzer(PersonAnalyzer())
+        self.pipeline = TryOnPipeline(self.analyzer, refine_fn=make_refine_fn())
+
+    def warm(self, models: list[StockModel]) -> None:
+        from services.common.errors import ConfigError
+
+        for m in models:
+            try:
+                self.analyzer.analyze(m.rgb)
+            except InvalidInputError as exc:
+                raise ConfigError(
+                    "DRAPE_CATALOG_ROSTERS_FILE", f"stock model {m.id!r} is unusable: {exc}"
+                ) from None
+
+    def make_still(
+        self, model: StockModel, garments: list[GarmentSpec], fmt: str, token: CancelToken
+    ) -> MadeAsset:
+        from services.tryon.pipeline import GarmentInput, TryOnOptions
+
+        inputs = []
+        for i, g in enumerate(garments):
+            img = decode_image(g.data, self.limits, field=f"garments[{i}].image_uri")
+            inputs.append(GarmentInput(img.pixels, g.category))
+        result = self.pipeline.run(model.rgb, inputs, TryOnOptions(refine=True), token=token)
+        h, w = result.image.shape[:2]
+        return MadeAsset(
+            1, encode_image(result.image, fmt), FORMAT_MIME[fmt], FORMAT_EXT[fmt], w, h
+        )
+
+    def close(self) -> None:
+        self.analyzer.close()
+
+
+class GrpcStillRunner:
+    """``TryOnService/TryOn`` on a remote server (the refiner runs there, in-process).
+
+    Args:
+        address: ``host:port``.
+        timeout: seconds per call when the job's token has no deadline.
+    """
+
+    backend = "tryon-grpc"
+
+    def __init__(self, address: str, timeout: float = 120.0, max_message_bytes: int = 64 << 20):
+        import grpc
+
+        from drape.tryon.v1 import tryon_service_pb2_grpc
+
+        self.address, self.timeout = address, timeout
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self.stub = tryon_service_pb2_grpc.TryOnServiceStub(self.channel)
+        # The content hash needs the version before any call; the remote backend reports
+        # its own in each response (kept in the asset metadata).
+        from services.tryon import geometric
+
+        self.version = f"grpc:{geometric.VERSION}"
+
+    def warm(self, models: list[StockModel]) -> None:
+        import grpc
+
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=30)
+        except grpc.FutureTimeoutError:
+            from services.common.errors import ConfigError
+
+            raise ConfigError(
+                "DRAPE_CATALOG_TRYON_ADDRESS", f"no TryOnService answers at {self.address}"
+            ) from None
+
+    def make_still(
+        self, model: StockModel, garments: list[GarmentSpec], fmt: str, token: CancelToken
+    ) -> MadeAsset:
+        import grpc
+
+        from drape.common.v1 import common_pb2
+        from drape.tryon.v1 import tryon_service_pb2 as pb
+        from services.common.media import FORMAT_ENUM
+
+        cats = {
+            None: 0,
+            "top": pb.GARMENT_CATEGORY_TOP,
+            "bottom": pb.GARMENT_CATEGORY_BOTTOM,
+            "dress": pb.GARMENT_CATEGORY_DRESS,
+            "outerwear": pb.GARMENT_CATEGORY_OUTERWEAR,
+        }
+        req = pb.TryOnRequest(
+            person=common_pb2.Image(data=model.encoded),
+            garments=[
+                pb.Garment(flat_lay=common_pb2.Image(data=g.data), category=cats[g.category])
+                for g in garments
+            ],
+            output_format=FORMAT_ENUM[fmt],
+        )
+        remaining = token.remaining()
+        timeout = self.timeout if remaining is None else max(remaining, 0.001)
+        try:
+            resp = self.stub.TryOn(req, timeout=timeout)
+        except grpc.RpcError as err:
+            raise rpc_error(err) from None
+        return MadeAsset(
+            1, resp.image.data, FORMAT_MIME[fmt], FORMAT_EXT[fmt], resp.image.width,
+            resp.image.height,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def rpc_error(err) -> Exception:
+    """A remote service's failure as the matching Drape error (so retries classify it)."""
+    import grpc
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    reason, field = "", None
+    st = rpc_status.from_call(err)
+    for detail in st.details if st else ():
+        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if detail.Unpack(info):
+            reason = info.reason
+        elif detail.Unpack(bad) and bad.field_violations:
+            field = bad.field_violations[0].field
+    code, message = err.code(), err.details() or ""
+    by_code = {
+        grpc.StatusCode.INVALID_ARGUMENT: (InvalidInputError, "INVALID_ARGUMENT"),
+        grpc.StatusCode.FAILED_PRECONDITION: (FailedPreconditionError, "FAILED_PRECONDITION"),
+        grpc.StatusCode.RESOURCE_EXHAUSTED: (ResourceExhaustedError, "RESOURCE_EXHAUSTED"),
+        grpc.StatusCode.UNAVAILABLE: (UnavailableError, "SERVICE_UNAVAILABLE"),
+        grpc.StatusCode.DEADLINE_EXCEEDED: (DeadlineExceededError, "DEADLINE_EXCEEDED"),
+    }
+    cls, default = by_code.get(code, (InternalError, "INTERNAL"))
+    return cls(reason or default, f"try-on service: {message}", field=field)
+
+
+class ClipRunner(Protocol):
+    backend: str
+    version: str
+
+    def make_clip(
+        self, still_png: bytes, model: StockModel, motion_template: str, token: CancelToken
+    ) -> list[MadeAsset]:
+        """The clip (kind CLIP) and optionally its preview and poster, from the still."""
+
+
+class NoClipRunner:
+    """The clip step before an animate runner is configured."""
+
+    backend = ""
+    version = "none"
+
+    def make_clip(self, still_png, model, motion_template, token) -> list[MadeAsset]:
+        raise FailedPreconditionError(
+            "CLIPS_UNAVAILABLE",
+            "clips are not available in this deployment (no DRAPE_CATALOG_CLIP_RUNNER "
+            "configured); the stills were made",
+            field="deliverables.clips",
+        )
+
+
+def load_clip_runner(spec: str, settings) -> ClipRunner:
+    """The clip step named by ``module:factory`` (``factory(settings)``), or
+    :class:`NoClipRunner` for an empty spec.
+
+    Raises:
+        ConfigError: when the factory cannot be imported.
+    """
+    if not spec:
+        return NoClipRunner()
+    from services.common.errors import ConfigError
+
+    module, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr or "make_clip_runner")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError("DRAPE_CATALOG_CLIP_RUNNER", f"cannot load {spec!r}: {exc}") from None
+    return factory(settings)
+
+
+def make_still_runner(settings) -> StillRunner:
+    """The still step chosen by ``DRAPE_CATALOG_PIPELINE``."""
+    if settings.catalog_pipeline == "grpc":
+        return GrpcStillRunner(
+            settings.catalog_tryon_address, max_message_bytes=settings.max_message_bytes
+        )
+    return EmbeddedStillRunner(ImageLimits.from_settings(settings))
+
+
+__all__ = [
+    "CachingAnalyzer",
+    "ClipRunner",
+    "EmbeddedStillRunner",
+    "GarmentSpec",
+    "GrpcStillRunner",
+    "MadeAsset",
+    "NoClipRunner",
+    "ReferenceReader",
+    "encode_image",
+    "is_retryable",
+    "load_clip_runner",
+    "make_still_runner",
+]
