@@ -61,17 +61,22 @@ def _box(x0: int, y0: int, x1: int, y1: int) -> pb.BoundingBox:
     return pb.BoundingBox(x=int(x0), y=int(y0), width=int(x1 - x0), height=int(y1 - y0))
 
 
-def validate(request: pb.TryOnRequest) -> None:
+def validate(request: pb.TryOnRequest, backends: tuple[str, ...] = BACKENDS) -> None:
     """Checks that need no decoding, run before any heavy work.
+
+    Args:
+        request: the call.
+        backends: names a request may give (``""`` is the deployment's default).
 
     Raises:
         InvalidInputError: BACKEND_UNAVAILABLE, OPTION_OUT_OF_RANGE, NO_GARMENTS,
             TOO_MANY_GARMENTS.
     """
-    if request.backend not in BACKENDS:
+    if request.backend not in backends:
         raise InvalidInputError(
             "BACKEND_UNAVAILABLE",
-            f"backend {request.backend!r} is not available here; available: {geometric.BACKEND}",
+            f"backend {request.backend!r} is not available here; available: "
+            f"{', '.join(b for b in backends if b)}",
             field="backend",
         )
     if not 0 <= request.quality <= 100:
@@ -88,7 +93,8 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
         self.app = app
 
     def TryOn(self, request, context):  # noqa: N802 - gRPC method name
-        validate(request)
+        validate(request, self.app.request_backends)
+        pipeline, extra, warnings = self.app.backend_for(request)
         t0 = time.perf_counter()
         limits = self.app.image_limits
         person = decode_image(request.person.data, limits, field="person.data").rgb()
@@ -106,7 +112,7 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
             ),
             tuck="tucked" if request.tuck == pb.TUCK_STYLE_TUCKED else "untucked",
         )
-        result = self.app.pipeline.run(person, garments, options, token=cancel_token(context))
+        result = pipeline.run(person, garments, options, token=cancel_token(context), **extra)
         t1 = time.perf_counter()
         fmt = FORMAT_NAMES.get(request.output_format, "PNG")
         quality = request.quality or 92
@@ -152,8 +158,10 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
                 box=_box(*ga.bbox),
                 confidence=float(ga.confidence),
             )
-        meta = response_meta(geometric.BACKEND, geometric.VERSION, timings)
-        for reason, message in result.warnings:
+        meta = response_meta(result.backend, result.backend_version, timings)
+        if hasattr(result, "seed"):  # a diffusion backend ran
+            resp.diffusion_seed = result.seed
+        for reason, message in [*result.warnings, *warnings]:
             meta.warnings.add(reason=reason, message=message)
         resp.meta.CopyFrom(meta)
         return resp
@@ -169,20 +177,64 @@ class TryOnApp(ServiceApp):
         self.settings = settings
         self.image_limits = ImageLimits.from_settings(settings)
         self.pipeline: TryOnPipeline | None = None
+        # Neural backends (see README "Neural backends"): the default and the per-request
+        # allow-list decide which backends load at start-up.
+        self.default_backend = settings.tryon_backend
+        self.request_backends = ("", settings.tryon_backend, *settings.tryon_request_backends)
+        self.diffusion = None
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         pb_grpc.add_TryOnServiceServicer_to_server(TryOnServicer(self), server)
         return [pb.DESCRIPTOR.services_by_name["TryOnService"].full_name]
 
     def load(self) -> None:
+        for name in self.request_backends:
+            if name not in BACKENDS and name != "diffusion":
+                from services.common.errors import ConfigError
+
+                raise ConfigError(
+                    "DRAPE_TRYON_REQUEST_BACKENDS", f"unknown try-on backend {name!r}"
+                )
         self.pipeline = TryOnPipeline(P.PersonAnalyzer(), refine_fn=make_refine_fn())
+        if "diffusion" in self.request_backends:
+            # A missing or corrupted model directory raises here: health stays NOT_SERVING.
+            from services.tryon.diffusion import DiffusionTryOnPipeline
+
+            self.diffusion = DiffusionTryOnPipeline.from_settings(
+                self.settings, self.pipeline.analyzer, make_refine_fn()
+            )
+
+    def backend_for(self, request: pb.TryOnRequest):
+        """``(pipeline, extra run() arguments, extra warnings)`` for a validated request."""
+        name = request.backend or self.default_backend
+        has_options = request.HasField("diffusion")
+        if name != "diffusion":
+            ignored = [
+                ("DIFFUSION_OPTIONS_IGNORED", f"the {name} backend has no diffusion options")
+            ]
+            return self.pipeline, {}, ignored if has_options else []
+        from services.tryon.diffusion import DiffusionParams, check_params
+
+        d = request.diffusion
+        params = DiffusionParams(
+            steps=d.steps or None,
+            guidance=d.guidance_scale if d.HasField("guidance_scale") else None,
+            seed=d.seed if d.HasField("seed") else None,
+        )
+        check_params(params, self.diffusion.max_steps)  # before decoding anything
+        return self.diffusion, {"diffusion": params}, []
 
     def warmup(self) -> None:
         from skimage import data
 
         from services.tryon.flatlays import draw_garment
 
-        self.pipeline.run(data.astronaut(), [GarmentInput(draw_garment("tshirt").image)])
+        tee = [GarmentInput(draw_garment("tshirt").image)]
+        self.pipeline.run(data.astronaut(), tee)
+        if self.diffusion is not None:
+            from services.tryon.diffusion import DiffusionParams
+
+            self.diffusion.run(data.astronaut(), tee, diffusion=DiffusionParams(steps=2, seed=0))
 
     def close(self) -> None:
         if self.pipeline is not None:
