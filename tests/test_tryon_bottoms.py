@@ -175,3 +175,23 @@ def test_a_bottom_on_a_photo_that_ends_above_the_hips_is_refused(pipeline):
     assert ei.value.reason == "POSE_UNSUPPORTED"
     assert ei.value.field == "person"
     assert "hips" in str(ei.value)
+
+
+def test_the_inner_back_of_the_collar_shows_beside_the_neck_not_over_it(
+    pipeline, figure, figure_pa
+):
+    from services.tryon.geometric import INSIDE_SHADE
+
+    r = pipeline.run(figure, [GarmentInput(draw_garment("tshirt", color=GREEN).image)])
+    ls, rs = figure_pa.point(P.L_SHOULDER), figure_pa.point(P.R_SHOULDER)
+    mid = (ls + rs) / 2
+    sw = float(np.linalg.norm(ls - rs))
+    inner = np.round(np.array(GREEN) * INSIDE_SHADE)
+    # Just above the shoulder line, beside the neck: the shaded inside of the garment.
+    y = int(mid[1] - 0.06 * sw)
+    found = [x for x in range(int(mid[0] - 0.4 * sw), int(mid[0] + 0.4 * sw))
+             if np.abs(r.image[y, x].astype(int) - inner).max() < 25]  # fmt: skip
+    assert any(x < mid[0] - 0.15 * sw for x in found) and any(x > mid[0] + 0.15 * sw for x in found)
+    # The neck itself (its centre line, the same height) stays skin, in front of the collar.
+    assert not any(abs(x - mid[0]) < 0.08 * sw for x in found)
+    assert r.image[y, int(mid[0])][0] > r.image[y, int(mid[0])][2] + 30  # warm: skin

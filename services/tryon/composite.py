@@ -170,10 +170,18 @@ def composite(
     in_front_of_torso = soft(protect | _forearms_over_torso(pa, layers))
     # Arms hanging beside the hips stay in front of a bottom's waist panel.
     in_front_of_lower = soft(protect | ((pa.arms["left"] | pa.arms["right"]) & ~old))
+    corridor, above_shoulders = _torso_corridor(pa)
     alpha = np.zeros((h, w), np.float32)
     colour = np.zeros((h, w, 3), np.float32)
-    order = {"lower": 0, "torso": 1, "lower_front": 1.5, "sleeve": 2}
-    cuts = {"sleeve": in_front, "lower": in_front_of_lower, "lower_front": in_front_of_lower}
+    order = {"collar": -1, "lower": 0, "torso": 1, "lower_front": 1.5, "sleeve": 2}
+    cuts = {
+        "sleeve": in_front,
+        "lower": in_front_of_lower,
+        "lower_front": in_front_of_lower,
+        # The inner back of the collar shows only behind the neck, beside it and above the
+        # shoulder line: the neck and the chest are in front of it.
+        "collar": soft(protect | pa.skin | ~above_shoulders),
+    }
     for layer in sorted(layers, key=lambda lyr: order.get(lyr.kind, 1)):
         cut = cuts.get(layer.kind, in_front_of_torso)
         a = layer.alpha * (1.0 - cut)
@@ -187,7 +195,6 @@ def composite(
     # Under the old clothes is the body: arms and the torso corridor (neckline, a bare
     # midriff) get skin; the rest of what the old clothes covered (a bulky suit wider
     # than the body) was background, filled from around it.
-    corridor, above_shoulders = _torso_corridor(pa)
     body = ((pa.arms["left"] | pa.arms["right"]) & ~above_shoulders) | corridor
     if replaces in ("lower", "both"):
         body |= _legs(pa) & (pa.mask > 0.5)

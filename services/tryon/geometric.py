@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 
 from services.common.analysis import person as P
 from services.tryon import fit
 from services.tryon.composite import Layer
-from services.tryon.parts import bottom_hips, split_bottom, split_top
+from services.tryon.parts import bottom_hips, inside_back, split_bottom, split_top
 from services.tryon.warp import WarpedPart, warp_part
 
+INSIDE_SHADE = 0.62  # the inside of a garment is in its own shadow
 BACKEND = "geometric"
 VERSION = "geometric/0.1.0"
 
@@ -79,6 +81,19 @@ def dress_top(
     src, dst = _torso_points(lmk, targets)
     layers, warps = [], []
     torso = warp_part(rgba, parts["torso"], src, dst, size)
+    # A sleeveless top's back is cut low under its straps: no inner back shows.
+    inner = inside_back(mask, lmk) if sleeve != "sleeveless" else None
+    if inner is not None and inner.any():
+        # The inner back of the collar: the garment's own colour, in the shade of the inside.
+        band = (mask > 0.5) & (cv2.dilate(inner, np.ones((9, 9), np.uint8)) > 0)
+        colour = (
+            np.median(rgba[band][:, :3], axis=0) if band.any() else rgba[mask > 0.5][:, :3].mean(0)
+        )
+        lining = np.zeros_like(rgba)
+        lining[..., :3] = np.clip(colour * INSIDE_SHADE, 0, 255).astype(np.uint8)
+        lining[..., 3] = 255
+        back = warp_part(lining, inner, src, dst, size)
+        layers.append(Layer("collar_back", back.rgb, back.alpha, "collar"))
     layers.append(Layer("torso", torso.rgb, torso.alpha, "torso"))
     warps.append(PartWarp("torso", src, dst, torso))
     for side in ("l", "r"):

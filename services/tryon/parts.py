@@ -115,3 +115,30 @@ def split_bottom(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> dict[str, np.n
         "leg_l": m * below * left,
         "leg_r": m * below * (1.0 - left),
     }
+
+
+BACK_NECK_DIP = 0.2  # the back neckline dips this fraction of the front neckline's depth
+
+
+def inside_back(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> np.ndarray:
+    """Where the inside of the back of the collar shows through the front neckline.
+
+    A flat-lay shows the front; the back neckline sits higher (it dips about a fifth as
+    deep as the front one). Between that shallow curve and the front neckline, inside the
+    neck opening, the wearer would see the garment's inner back: this region, in cut-out
+    pixels (the part of the neck hole below the back neckline). Empty without neck points.
+    """
+    if not all(k in lmk for k in ("neck_l", "neck_r", "neck_front")):
+        return np.zeros(mask.shape, np.float32)
+    nl, nr, nf = (np.asarray(lmk[k], np.float64) for k in ("neck_l", "neck_r", "neck_front"))
+    top = (nl[1] + nr[1]) / 2
+    depth = nf[1] - top
+    if depth <= 2 or nr[0] - nl[0] <= 4:
+        return np.zeros(mask.shape, np.float32)
+    h, w = mask.shape
+    xs = np.arange(w, dtype=np.float64)
+    t = np.clip((xs - nl[0]) / (nr[0] - nl[0]), 0, 1)
+    back = top + BACK_NECK_DIP * depth * np.sin(np.pi * t)  # a shallow arc, ends at the seams
+    rows = np.arange(h, dtype=np.float64)[:, None]
+    inside = (rows >= back[None, :]) & (rows <= nf[1] + 1) & ((xs > nl[0]) & (xs < nr[0]))[None]
+    return (inside & (mask < 0.5)).astype(np.float32)
