@@ -1,0 +1,330 @@
+"""The animate pipeline: analyse the still, fit it to the clip size, retarget the motion,
+render frames with a backend, and encode the MP4, the preview and the poster.
+
+Frames stream from the backend straight into the H.264 encoder, so memory holds the
+still's layers, a frame or two and the (small) preview frames, never the whole clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from services.animate.backends import Backend, RenderOptions, RenderStats, SkeletalBackend
+from services.animate.motions import Motion
+from services.animate.retarget import Targets, retarget
+from services.common.analysis.person import PersonAnalysis, PersonAnalyzer
+from services.common.context import CancelToken
+from services.common.errors import InvalidInputError
+from services.common.images import encode_image
+from services.common.video import encode_mp4
+
+PREVIEW_MAX_FPS = 12.5
+Progress = Callable[[int, int, str], None]
+
+
+@dataclasses.dataclass
+class ClipOptions:
+    """How to make the clip (the contract's StartClipRequest, transport-free).
+
+    Attributes:
+        fps: clip frame rate; 0 for the motion's.
+        width: clip width (even); 0 derives it from height and the still.
+        height: clip height (even); 0 derives it.
+        duration: seconds; 0 for one pass of the motion.
+        loop: make the last frame flow into the first.
+        start_pose: ``33 x 2`` pose in normalised clip coordinates to start from (chaining).
+        contact_shadow: soft shadow under the feet (full-body stills).
+        preview: "webp", "gif" or None.
+        preview_max_side: longest side of the preview.
+        poster: also return a poster frame.
+        poster_format: "JPEG", "PNG" or "WEBP".
+        max_side: the server's largest clip side.
+        max_fps: the server's highest frame rate.
+        crf: x264 quality (lower is better).
+    """
+
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    duration: float = 0.0
+    loop: bool = False
+    start_pose: np.ndarray | None = None
+    contact_shadow: bool = False
+    preview: Literal["webp", "gif"] | None = "webp"
+    preview_max_side: int = 480
+    poster: bool = False
+    poster_format: str = "JPEG"
+    max_side: int = 1920
+    max_fps: float = 60.0
+    crf: int = 20
+
+
+@dataclasses.dataclass
+class Clip:
+    """A finished clip and what was learnt making it.
+
+    Attributes:
+        mp4: H.264 yuv420p MP4 bytes (faststart).
+        width, height, fps, frame_count: of the clip.
+        preview: animated WebP/GIF bytes, or None.
+        preview_format: "webp", "gif" or None.
+        poster: encoded poster frame, or None.
+        last_pose: ``33 x 3`` normalised x, y and visibility of the last frame's pose.
+        targets: the retargeted poses (clip pixels).
+        analysis: the person analysis in clip pixels.
+        timings: seconds per stage.
+        stats: the backend's render statistics.
+        warnings: ``(reason, message)`` notes.
+    """
+
+    mp4: bytes
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    preview: bytes | None
+    preview_format: str | None
+    poster: bytes | None
+    last_pose: np.ndarray
+    targets: Targets
+    analysis: PersonAnalysis
+    timings: dict[str, float]
+    stats: RenderStats
+    warnings: list[tuple[str, str]]
+
+
+def clip_size(still_hw: tuple[int, int], width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` of the clip: as asked, or derived from the still's aspect ratio
+    (even, capped at ``max_side``)."""
+    sh, sw = still_hw
+
+    def even(x: float) -> int:
+        return max(2, int(round(x / 2)) * 2)
+
+    if width and height:
+        return width, height
+    if width:
+        return width, min(even(width * sh / sw), max_side - max_side % 2)
+    if height:
+        return min(even(height * sw / sh), max_side - max_side % 2), height
+    scale = min(1.0, max_side / max(sh, sw))
+    return even(sw * scale), even(sh * scale)
+
+
+def fit_still(rgb: np.ndarray, analysis: PersonAnalysis, size: tuple[int, int]):
+    """Scale and centre-crop the still (and its analysis) to ``size`` = (width, height),
+    covering the frame; returns ``(rgb, analysis)`` in clip pixels."""
+    w, h = size
+    sh, sw = rgb.shape[:2]
+    s = max(w / sw, h / sh)
+    nw, nh = max(w, int(round(sw * s))), max(h, int(round(sh * s)))
+    x0, y0 = (nw - w) // 2, (nh - h) // 2
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    out = cv2.resize(rgb, (nw, nh), interpolation=interp)[y0 : y0 + h, x0 : x0 + w]
+
+    def fit(m: np.ndarray) -> np.ndarray:
+        if m.dtype == bool:
+            r = cv2.resize(m.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST) > 0
+        else:
+            r = cv2.resize(m, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        return r[y0 : y0 + h, x0 : x0 + w]
+
+    lm = analysis.landmarks.copy()
+    lm[:, 0] = lm[:, 0] * (nw / sw) - x0
+    lm[:, 1] = lm[:, 1] * (nh / sh) - y0
+    lm[:, 2] *= nw / sw
+    scaled = dataclasses.replace(
+        analysis,
+        size=(h, w),
+        landmarks=lm,
+        mask=fit(analysis.mask.astype(np.float32)),
+        face=fit(analysis.face),
+        hair=fit(analysis.hair),
+        skin=fit(analysis.skin),
+        arms={k: fit(v) for k, v in analysis.arms.items()},
+        hands={k: fit(v) for k, v in analysis.hands.items()},
+        upper_clothes=fit(analysis.upper_clothes),
+        lower_clothes=fit(analysis.lower_clothes),
+        torso=fit(analysis.torso),
+    )
+    return np.ascontiguousarray(out), scaled
+
+
+def encode_preview(frames: list[np.ndarray], fps: float, fmt: str) -> bytes:
+    """Animated WebP (lossy, fastest method) or GIF (adaptive palette), looping."""
+    imgs = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    ms = int(round(1000 / fps))
+    if fmt == "gif":
+        pal = [im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255) for im in imgs]
+        pal[0].save(buf, "GIF", save_all=True, append_images=pal[1:], duration=ms, loop=0)
+    else:
+        imgs[0].save(
+            buf, "WEBP", save_all=True, append_images=imgs[1:], duration=ms, loop=0,
+            quality=70, method=0,
+        )  # fmt: skip
+    return buf.getvalue()
+
+
+class AnimatePipeline:
+    """Still + motion -> clip, on a backend.
+
+    Args:
+        analyzer: the person analysis (load once, shared with try-on where hosted together).
+        backend: the default backend.
+    """
+
+    def __init__(self, analyzer: PersonAnalyzer, backend: Backend | None = None) -> None:
+        self.analyzer = analyzer
+        self.backend = backend or SkeletalBackend()
+
+    def run(
+        self,
+        still: np.ndarray,
+        motion: Motion,
+        options: ClipOptions | None = None,
+        token: CancelToken | None = None,
+        progress: Progress | None = None,
+        backend: Backend | None = None,
+        analysis: PersonAnalysis | None = None,
+    ) -> Clip:
+        """Make a clip of the person in ``still`` performing ``motion``.
+
+        Args:
+            still: ``H x W x 3`` uint8 RGB.
+            motion: the template.
+            options: size, rate, length, looping, chaining, outputs.
+            token: checked between stages and before every frame.
+            progress: ``(done, total, stage)`` callback.
+            backend: overrides the pipeline's default backend.
+            analysis: a ready analysis of ``still`` (skips the person models; used for
+                synthetic test figures the pose model cannot read).
+
+        Raises:
+            InvalidInputError: the analysis refusals (NO_PERSON_DETECTED, ...),
+                MOTION_FRAMING_MISMATCH.
+            CancelledError / DeadlineExceededError: from ``token``.
+        """
+        options = options or ClipOptions()
+        token = token or CancelToken()
+        backend = backend or self.backend
+        timings: dict[str, float] = {}
+        fps = min(options.fps or motion.fps, options.max_fps)
+        seconds = options.duration or motion.duration
+        frames = max(1, int(round(seconds * fps)))
+
+        def report(done: int, total: int, stage: str) -> None:
+            if progress is not None:
+                progress(done, total, stage)
+
+        report(0, frames, "analyse")
+        t = time.perf_counter()
+        if analysis is None:
+            analysis = self.analyzer.analyze(still, field="still")
+        timings["analyse"] = time.perf_counter() - t
+        token.check("analyse")
+        t = time.perf_counter()
+        w, h = clip_size(still.shape[:2], options.width, options.height, options.max_side)
+        rgb, pa = fit_still(still, analysis, (w, h))
+        start = None
+        if options.start_pose is not None:
+            start = np.asarray(options.start_pose, np.float64)[:, :2] * [w, h]
+        report(0, frames, "retarget")
+        targets = retarget(
+            motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start
+        )
+        timings["retarget"] = time.perf_counter() - t
+        token.check("retarget")
+
+        stats = RenderStats()
+        step = max(1, int(np.ceil(fps / PREVIEW_MAX_FPS)))
+        pside = min(options.preview_max_side or 480, max(w, h))
+        ps = pside / max(w, h)
+        previews: list[np.ndarray] = []
+        poster_at = frames // 2
+        poster: list[np.ndarray] = []
+
+        def stream():
+            for i, frame in enumerate(
+                backend.render(
+                    rgb,
+                    pa,
+                    targets,
+                    RenderOptions(options.contact_shadow),
+                    token,
+                    lambda d, n, s: report(d, n, s),
+                    stats,
+                )  # fmt: skip
+            ):
+                if options.preview and i % step == 0:
+                    previews.append(
+                        cv2.resize(
+                            frame,
+                            (max(2, round(w * ps)), max(2, round(h * ps))),
+                            interpolation=cv2.INTER_AREA,
+                        )  # fmt: skip
+                    )
+                if i == poster_at:
+                    poster.append(frame)
+                yield frame
+
+        t = time.perf_counter()
+        mp4 = encode_mp4(stream(), fps, crf=options.crf)
+        total = time.perf_counter() - t
+        timings["render"] = stats.setup_seconds + stats.deform_seconds + stats.draw_seconds
+        timings["encode"] = max(total - timings["render"], 0.0)
+        token.check("encode")
+        t = time.perf_counter()
+        preview = encode_preview(previews, fps / step, options.preview) if options.preview else None
+        poster_bytes = encode_image(poster[0], options.poster_format) if options.poster else None
+        timings["preview"] = time.perf_counter() - t
+        warnings = list(pa.warnings)
+        if options.contact_shadow and pa.framing != "full":
+            warnings.append(
+                ("CONTACT_SHADOW_IGNORED", "the still shows no feet; no contact shadow drawn")
+            )
+        last = np.zeros((33, 3), np.float32)
+        last[:, 0] = targets.points[-1, :, 0] / w
+        last[:, 1] = targets.points[-1, :, 1] / h
+        last[:, 2] = np.where(targets.moved, pa.landmarks[:, 3], 0.0)
+        report(frames, frames, "done")
+        return Clip(
+            mp4=mp4, width=w, height=h, fps=fps, frame_count=frames, preview=preview,
+            preview_format=options.preview, poster=poster_bytes, last_pose=last,
+            targets=targets, analysis=pa, timings=timings, stats=stats, warnings=warnings,
+        )  # fmt: skip
+
+
+def check_options(options: ClipOptions, max_seconds: float) -> None:
+    """Validate sizes, rate and length before any work.
+
+    Raises:
+        InvalidInputError: FPS_OUT_OF_RANGE, SIZE_OUT_OF_RANGE, DURATION_OUT_OF_RANGE.
+    """
+    if not (np.isfinite(options.fps) and (options.fps == 0 or 1 <= options.fps <= options.max_fps)):
+        raise InvalidInputError(
+            "FPS_OUT_OF_RANGE",
+            f"fps must be 0 (the motion's) or 1-{options.max_fps:g}, got {options.fps:g}",
+            field="fps",
+        )
+    for name, v in (("width", options.width), ("height", options.height)):
+        if v < 0 or v % 2 or v > options.max_side or (0 < v < 16):
+            raise InvalidInputError(
+                "SIZE_OUT_OF_RANGE",
+                f"{name} must be 0 or an even number of pixels 16-{options.max_side}, got {v}",
+                field=name,
+            )
+    if not (np.isfinite(options.duration) and 0 <= options.duration <= max_seconds):
+        raise InvalidInputError(
+            "DURATION_OUT_OF_RANGE",
+            f"duration_seconds must be 0-{max_seconds:g}, got {options.duration:g}",
+            field="duration_seconds",
+        )

@@ -1,0 +1,378 @@
+"""The skeletal renderer: layers cut out of the still, a background filled once, and per
+frame deformed meshes drawn back to front.
+
+Per frame and layer the cost is one ARAP solve, one rasterisation of the deformed
+triangles' ids at half resolution (inside the layer's bounding box), one backward map from
+each triangle's affine (output pixel -> still pixel), upsampled, and one ``cv2.remap`` of
+the layer's premultiplied RGBA texture; the background is computed once and copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from services.animate.deform import ArapMesh, Bone, affine_fit, build_mesh, rigid, skin_weights
+from services.common.analysis import person as P
+
+FAR = -1.0e5  # map value outside every triangle: remap reads transparent border there
+
+
+@dataclasses.dataclass
+class Layer:
+    """One body part: its texture, its mesh and which bones move it.
+
+    Attributes:
+        name: "torso", "arm_left", "arm_right", "leg_left", "leg_right".
+        texture: ``H x W x 4`` uint8, premultiplied RGB and alpha, in still pixels.
+        mesh: the ARAP mesh over the layer's cut-out.
+        bones: names of the bones, in the order of the mesh's weight columns.
+    """
+
+    name: str
+    texture: np.ndarray
+    mesh: ArapMesh
+    bones: list[str]
+
+
+def fill_background(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The still with ``hole`` filled from its surroundings (Telea 2004 fast-marching
+    inpainting), once per clip. Large holes are filled at a quarter of the resolution and
+    upsampled (what fills a hole is smooth anyway, and the cost grows with area x radius);
+    pixels outside the hole stay exactly the still's, so the background cannot flicker."""
+    h, w = hole.shape
+    mask = hole.astype(np.uint8)
+    k = 4 if mask.sum() > 20_000 else (2 if mask.sum() > 2_000 else 1)
+    small = cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA) if k > 1 else rgb
+    small_mask = (
+        (cv2.resize(mask, (w // k, h // k), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+        if k > 1
+        else mask
+    )
+    small_mask = cv2.dilate(small_mask, np.ones((3, 3), np.uint8))
+    filled = cv2.inpaint(small, small_mask, max(3, int(min(h, w) * 0.02 / k)), cv2.INPAINT_TELEA)
+    if k > 1:
+        filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+        # Soften the quarter-resolution blockiness inside the hole.
+        filled = cv2.GaussianBlur(filled, (0, 0), k * 0.8)
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)[..., None]
+    soft = np.maximum(soft, mask[..., None].astype(np.float32))
+    return (rgb * (1 - soft) + filled * soft + 0.5).astype(np.uint8)
+
+
+def _fill_from(rgb: np.ndarray, hole: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``rgb`` with ``hole`` filled from the pixels of ``source`` only (the torso under an
+    arm is filled with cloth, not with the background beside the body). Telea inpainting
+    at half resolution, where everything outside ``source`` counts as unknown too."""
+    h, w = hole.shape
+    k = 2
+    small = cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA)
+    known = cv2.resize(source.astype(np.uint8), (w // k, h // k), interpolation=cv2.INTER_NEAREST)
+    known = cv2.erode(known, np.ones((3, 3), np.uint8))
+    if known.sum() < 10:
+        return fill_background(rgb, hole)
+    filled = cv2.inpaint(small, (known == 0).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 1.0)[..., None]
+    soft = np.maximum(soft, hole[..., None].astype(np.float32))
+    return (rgb * (1 - soft) + filled * soft + 0.5).astype(np.uint8)
+
+
+def _capsule(mask: np.ndarray, a, b, radius: float) -> None:
+    r = max(1, int(round(radius)))
+    pa, pb = tuple(int(v) for v in np.round(a)), tuple(int(v) for v in np.round(b))
+    cv2.line(mask, pa, pb, 1, 2 * r)
+    cv2.circle(mask, pa, r, 1, -1)
+    cv2.circle(mask, pb, r, 1, -1)
+
+
+def part_masks(
+    lm: np.ndarray, person: np.ndarray, arms: dict, hands: dict, framing: str
+) -> dict[str, np.ndarray]:
+    """Bool masks of the parts: arms (from the analysis), legs (capsules along the leg
+    bones, full-body stills only), and the torso with the head (the rest)."""
+    h, w = person.shape
+    sw = float(np.linalg.norm(lm[P.L_SHOULDER, :2] - lm[P.R_SHOULDER, :2]))
+    parts: dict[str, np.ndarray] = {}
+    for side in ("left", "right"):
+        parts[f"arm_{side}"] = (arms[side] | hands[side]) & person
+    taken = parts["arm_left"] | parts["arm_right"]
+    if framing == "full":
+        hip_y = (lm[P.L_HIP, 1] + lm[P.R_HIP, 1]) / 2
+        rows = np.arange(h)[:, None] > hip_y - 0.05 * sw
+        for side, (hp, kn, an, ft) in {
+            "left": (P.L_HIP, P.L_KNEE, P.L_ANKLE, P.L_FOOT),
+            "right": (P.R_HIP, P.R_KNEE, P.R_ANKLE, P.R_FOOT),
+        }.items():
+            m = np.zeros((h, w), np.uint8)
+            _capsule(m, lm[hp, :2], lm[kn, :2], 0.24 * sw)
+            _capsule(m, lm[kn, :2], lm[an, :2], 0.18 * sw)
+            _capsule(m, lm[an, :2], lm[ft, :2], 0.14 * sw)
+            parts[f"leg_{side}"] = (m > 0) & person & rows & ~taken
+        # Where the capsules overlap (legs together), the nearer bone wins.
+        both = parts["leg_left"] & parts["leg_right"]
+        if both.any():
+            ys, xs = np.nonzero(both)
+            p = np.stack([xs, ys], 1).astype(np.float64)
+            from services.animate.deform import _seg_dist
+
+            dl = _seg_dist(p, lm[P.L_KNEE, :2].astype(float), lm[P.L_ANKLE, :2].astype(float))
+            dr = _seg_dist(p, lm[P.R_KNEE, :2].astype(float), lm[P.R_ANKLE, :2].astype(float))
+            parts["leg_left"][ys[dl > dr], xs[dl > dr]] = False
+            parts["leg_right"][ys[dl <= dr], xs[dl <= dr]] = False
+        taken |= parts["leg_left"] | parts["leg_right"]
+    parts["torso"] = person & ~taken
+    return parts
+
+
+def _torso_hull(lm: np.ndarray, sw: float) -> np.ndarray:
+    """Polygon of the torso behind the arms: shoulders and hips pushed outwards."""
+    ls, rs, lh, rh = (lm[i, :2].astype(np.float64) for i in (11, 12, 23, 24))
+    ax = (ls - rs) / max(np.linalg.norm(ls - rs), 1e-6)
+    return np.array(
+        [rs - ax * 0.05 * sw, ls + ax * 0.05 * sw, lh + ax * 0.22 * sw, rh - ax * 0.22 * sw]
+    )
+
+
+def bone_geometry(lm: np.ndarray, sw: float) -> dict[str, Bone]:
+    """Rest geometry of every skinning bone."""
+    p = lm[:, :2].astype(np.float64)
+    nose, mid_s = p[0], (p[11] + p[12]) / 2
+    top = nose + (nose - mid_s) * 0.6
+    return {
+        "torso": Bone("torso", mid_s, (p[23] + p[24]) / 2, polygon=p[[12, 11, 23, 24]]),
+        "head": Bone("head", nose, top),
+        "upper_left": Bone("upper_left", p[11], p[13]),
+        "fore_left": Bone("fore_left", p[13], p[19] * 0.5 + p[15] * 0.5),
+        "upper_right": Bone("upper_right", p[12], p[14]),
+        "fore_right": Bone("fore_right", p[14], p[20] * 0.5 + p[16] * 0.5),
+        "thigh_left": Bone("thigh_left", p[23], p[25]),
+        "shin_left": Bone("shin_left", p[25], p[31] * 0.5 + p[27] * 0.5),
+        "thigh_right": Bone("thigh_right", p[24], p[26]),
+        "shin_right": Bone("shin_right", p[26], p[32] * 0.5 + p[28] * 0.5),
+    }
+
+
+LAYER_BONES = {
+    "torso": ["torso", "head"],
+    "arm_left": ["torso", "upper_left", "fore_left"],
+    "arm_right": ["torso", "upper_right", "fore_right"],
+    "leg_left": ["torso", "thigh_left", "shin_left"],
+    "leg_right": ["torso", "thigh_right", "shin_right"],
+}
+# (bone, proximal joint, distal joint) of the rigid limb bones.
+LIMBS = {
+    "upper_left": (11, 13), "fore_left": (13, 15), "upper_right": (12, 14), "fore_right": (14, 16),
+    "thigh_left": (23, 25), "shin_left": (25, 27), "thigh_right": (24, 26), "shin_right": (26, 28),
+}  # fmt: skip
+
+
+def bone_transforms(
+    rest: np.ndarray, target: np.ndarray, head_turn: float
+) -> dict[str, np.ndarray]:
+    """2 x 3 affine per bone taking rest pixels to the target pose."""
+    out = {"torso": affine_fit(rest[[11, 12, 23, 24]], target[[11, 12, 23, 24]])}
+    out["head"] = rigid(rest[0], target[0], head_turn)
+    for name, (a, b) in LIMBS.items():
+        v0, v1 = rest[b] - rest[a], target[b] - target[a]
+        ang = np.arctan2(v1[1], v1[0]) - np.arctan2(v0[1], v0[0])
+        out[name] = rigid(rest[a], target[a], ang)
+    return out
+
+
+class SkeletalRenderer:
+    """Static data of one clip (layers, meshes, background), then frames on demand.
+
+    Args:
+        rgb: the still at clip size, ``H x W x 3`` uint8.
+        analysis: its person analysis, in clip pixels.
+        contact_shadow: draw a soft shadow under the feet (full-body stills).
+    """
+
+    def __init__(self, rgb: np.ndarray, analysis: P.PersonAnalysis, contact_shadow: bool = False):
+        h, w = rgb.shape[:2]
+        self.size = (h, w)
+        lm = analysis.landmarks
+        self.rest = lm[:, :2].astype(np.float64)
+        sw = float(np.linalg.norm(self.rest[11] - self.rest[12]))
+        self.sw = sw
+        alpha = np.clip(analysis.mask, 0, 1).astype(np.float32)
+        person = alpha > 0.5
+        parts = part_masks(lm, person, analysis.arms, analysis.hands, analysis.framing)
+        # Soft ownership: every pixel of the (soft-edged) person goes to its nearest part.
+        names = list(parts)
+        label = np.full((h, w), -1, np.int32)
+        for i, n in enumerate(names):
+            label[parts[n]] = i
+        near = _nearest_label(label, alpha > 0.01)
+        weights = {
+            n: cv2.GaussianBlur((near == i).astype(np.float32), (0, 0), 1.2)
+            for i, n in enumerate(names)
+        }
+        total = sum(weights.values()) + 1e-6
+        self.background = fill_background(
+            rgb, cv2.dilate((alpha > 0.02).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        )
+        # Behind the arms, the torso continues: fill the arms' pixels inside the torso's
+        # outline from the torso, so a raised arm uncovers cloth, not a hole.
+        hull = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(hull, [np.round(_torso_hull(lm, sw)).astype(np.int32)], 1)
+        under = (parts["arm_left"] | parts["arm_right"]) & (hull > 0)
+        torso_rgb = rgb
+        if under.any():
+            torso_rgb = _fill_from(
+                rgb, cv2.dilate(under.astype(np.uint8), np.ones((5, 5))) > 0, parts["torso"]
+            )
+        geo = bone_geometry(lm, sw)
+        spacing = float(np.clip(sw / 7.0, 8.0, 40.0))
+        self.layers: list[Layer] = []
+        for n in names:
+            a = alpha * weights[n] / total
+            rgb_n = rgb
+            if n == "torso":
+                a = np.maximum(
+                    a,
+                    alpha
+                    * (under | (cv2.GaussianBlur(under.astype(np.float32), (0, 0), 1.2) > 0.5)),
+                )
+                rgb_n = torso_rgb
+            if (a > 0.5).sum() < 30:
+                continue
+            # The mesh reaches well past the soft edge: the half-resolution raster loses up
+            # to two pixels along the mesh's border, which must fall where alpha is 0.
+            region = cv2.dilate((a > 0.02).astype(np.uint8), np.ones((13, 13), np.uint8))
+            v, tri = build_mesh(region, spacing if n == "torso" else spacing * 0.8)
+            if len(tri) == 0:
+                continue
+            bones = LAYER_BONES[n]
+            wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
+            tex = np.dstack([rgb_n.astype(np.float32) * a[..., None], a * 255.0])
+            self.layers.append(Layer(n, (tex + 0.5).astype(np.uint8), ArapMesh(v, tri, wts), bones))
+        self.contact_shadow = contact_shadow and analysis.framing == "full"
+
+    # ------------------------------------------------------------------ per frame
+
+    def deform(self, target: np.ndarray, head_turn: float) -> list[np.ndarray]:
+        """Deformed vertex positions of every layer for one target pose."""
+        tf = bone_transforms(self.rest, target, head_turn)
+        return [layer.mesh.deform(np.stack([tf[b] for b in layer.bones])) for layer in self.layers]
+
+    def order(self, behind: tuple[bool, bool]) -> list[int]:
+        """Back-to-front layer indices: legs, arms that are behind, torso, arms in front."""
+        rank = {"leg_left": 0, "leg_right": 0, "torso": 2}
+        rank["arm_left"] = 1 if behind[0] else 3
+        rank["arm_right"] = 1 if behind[1] else 3
+        return sorted(range(len(self.layers)), key=lambda i: rank[self.layers[i].name])
+
+    def render(
+        self,
+        positions: list[np.ndarray],
+        behind: tuple[bool, bool] = (False, False),
+        target: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One RGB frame from deformed layer meshes."""
+        out = self.background.copy()
+        if self.contact_shadow and target is not None:
+            _shadow(out, target, self.rest, self.sw)
+        for i in self.order(behind):
+            self._draw(out, self.layers[i], positions[i])
+        return out
+
+    def _draw(self, out: np.ndarray, layer: Layer, p: np.ndarray) -> None:
+        h, w = self.size
+        x0 = max(int(np.floor(p[:, 0].min())) - 2, 0)
+        y0 = max(int(np.floor(p[:, 1].min())) - 2, 0)
+        x1 = min(int(np.ceil(p[:, 0].max())) + 3, w)
+        y1 = min(int(np.ceil(p[:, 1].max())) + 3, h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        lw, lh = (x1 - x0 + 1) // 2, (y1 - y0 + 1) // 2
+        tri = layer.mesh.tri
+        # Half-resolution pixel (u, v) stands for full-resolution (x0 + 2u + 0.5, ...),
+        # which makes cv2.resize's x2 linear upsampling exact for affine maps.
+        q = (p - [x0 + 0.5, y0 + 0.5]) / 2.0
+        ids = np.full((lh, lw), -1, np.int32)
+        fixed = np.round(q * 16).astype(np.int32)[tri]  # 4 fractional bits
+        for k in range(len(tri)):
+            cv2.fillConvexPoly(ids, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
+        inv = _backward_affines(p, layer.mesh.rest, tri)  # F x 2 x 3: output -> still
+        valid = ids >= 0
+        vy, vx = np.nonzero(valid)
+        t = ids[vy, vx]
+        fx = x0 + 2.0 * vx + 0.5
+        fy = y0 + 2.0 * vy + 0.5
+        mapx = np.full((lh, lw), FAR, np.float32)
+        mapy = np.full((lh, lw), FAR, np.float32)
+        a = inv[t]
+        mapx[vy, vx] = a[:, 0, 0] * fx + a[:, 0, 1] * fy + a[:, 0, 2]
+        mapy[vy, vx] = a[:, 1, 0] * fx + a[:, 1, 1] * fy + a[:, 1, 2]
+        bw, bh = x1 - x0, y1 - y0
+        mx = cv2.resize(mapx, (2 * lw, 2 * lh), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+        my = cv2.resize(mapy, (2 * lw, 2 * lh), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+        # A pixel whose interpolation touched a FAR sample lies outside the mesh.
+        bad = (mx < -1.0) | (my < -1.0)
+        mx[bad] = FAR
+        my[bad] = FAR
+        rgba = cv2.remap(
+            layer.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        region = out[y0:y1, x0:x1]
+        inv_a = (255 - rgba[..., 3:4]).astype(np.uint16)
+        region[:] = (
+            ((region.astype(np.uint16) * inv_a + 127) // 255 + rgba[..., :3])
+            .clip(0, 255)
+            .astype(np.uint8)
+        )
+
+
+def _backward_affines(p: np.ndarray, rest: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """Per triangle, the affine taking deformed positions back to rest positions."""
+    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+    m = np.stack([b - a, c - a], -1)  # F x 2 x 2, columns are edges
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    det = np.where(np.abs(det) < 1e-9, 1e-9, det)
+    minv = (
+        np.stack(
+            [np.stack([m[:, 1, 1], -m[:, 0, 1]], -1), np.stack([-m[:, 1, 0], m[:, 0, 0]], -1)], 1
+        )
+        / det[:, None, None]
+    )
+    ra, rb, rc = rest[tri[:, 0]], rest[tri[:, 1]], rest[tri[:, 2]]
+    r = np.stack([rb - ra, rc - ra], -1)
+    lin = r @ minv  # F x 2 x 2
+    off = ra - np.einsum("fij,fj->fi", lin, a)
+    return np.concatenate([lin, off[..., None]], -1)
+
+
+def _nearest_label(label: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Each pixel in ``where`` gets the label of the nearest labelled pixel."""
+    if (label >= 0).all():
+        return label
+    _d, idx = cv2.distanceTransformWithLabels(
+        (label < 0).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    ys, xs = np.nonzero(label >= 0)
+    lut = np.full(idx.max() + 1, -1, np.int32)
+    lut[idx[ys, xs]] = label[ys, xs]
+    out = lut[idx]
+    out[~where & (label < 0)] = -1
+    return out
+
+
+def _shadow(out: np.ndarray, target: np.ndarray, rest: np.ndarray, sw: float) -> None:
+    """A soft contact shadow under each foot: an ellipse on the ground, darker the nearer
+    the foot is to the ground (Drop shadows of an ambient-occlusion kind)."""
+    h, w = out.shape[:2]
+    ground = rest[[29, 30, 31, 32], 1].max()
+    shade = np.zeros((h, w), np.float32)
+    for heel, toe in ((29, 31), (30, 32)):
+        cx = float((target[heel, 0] + target[toe, 0]) / 2)
+        lift = max(0.0, ground - float(max(target[heel, 1], target[toe, 1])))
+        strength = float(np.exp(-lift / (0.3 * sw)))
+        cv2.ellipse(
+            shade, (int(cx), int(ground)), (int(0.35 * sw), int(0.07 * sw)), 0, 0, 360, strength, -1
+        )
+    shade = cv2.GaussianBlur(shade, (0, 0), 0.08 * sw)
+    out[:] = (out * (1 - 0.35 * shade[..., None])).astype(np.uint8)

@@ -1,0 +1,299 @@
+"""Retargeting: a motion template performed by the person in the still.
+
+The template's movement is applied as *changes* to the still's own skeleton: every bone
+turns by the angle its template counterpart turned since the template's first frame, and
+keeps the still's length (across-body segments, the shoulder and hip half-widths, scale by
+the template's foreshortening so turns read as turns). The root (mid-hip) moves by the
+template's root motion scaled by the ratio of torso lengths, and for full-body motions the
+feet are put back on the still's ground line. So the clip's first frame is the still's own
+pose (no jump), limb lengths never change (no stretching), and the template's performer's
+proportions and placement do not matter.
+
+Poses are handled as :class:`PoseParams` (root offset, bone-angle changes, width ratios)
+so that easing and blending interpolate angles, never positions: an eased or blended pose
+still has the still's bone lengths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from services.animate.motions import Motion
+from services.common.errors import InvalidInputError
+
+HIP, SHO = -1, -2  # virtual joints: mid-hip and mid-shoulder
+# (parent, child, kind) in topological order. kind: "rigid" keeps the still's length,
+# "width" scales with the template's foreshortening.
+BONES: tuple[tuple[int, int, str], ...] = (
+    (HIP, SHO, "rigid"),
+    (SHO, 11, "width"), (SHO, 12, "width"), (HIP, 23, "width"), (HIP, 24, "width"),
+    (SHO, 0, "rigid"),
+    (11, 13, "rigid"), (13, 15, "rigid"), (15, 17, "rigid"), (15, 19, "rigid"), (15, 21, "rigid"),
+    (12, 14, "rigid"), (14, 16, "rigid"), (16, 18, "rigid"), (16, 20, "rigid"), (16, 22, "rigid"),
+    (23, 25, "rigid"), (25, 27, "rigid"), (27, 29, "rigid"), (27, 31, "rigid"),
+    (24, 26, "rigid"), (26, 28, "rigid"), (28, 30, "rigid"), (28, 32, "rigid"),
+)  # fmt: skip
+FACE = tuple(range(1, 11))  # rigid with the head (nose), turning with the ear line
+LEG_BONES = tuple(i for i, b in enumerate(BONES) if b[1] >= 25)
+LIMB_BONES = tuple(
+    i for i, b in enumerate(BONES) if b[2] == "rigid" and b[1] in (13, 15, 14, 16, 25, 27, 26, 28)
+)
+EASE_SECONDS = 0.5
+
+
+def _joint(pts: np.ndarray, j: int) -> np.ndarray:
+    if j == HIP:
+        return (pts[..., 23, :] + pts[..., 24, :]) / 2
+    if j == SHO:
+        return (pts[..., 11, :] + pts[..., 12, :]) / 2
+    return pts[..., j, :]
+
+
+def _angle(v: np.ndarray) -> np.ndarray:
+    return np.arctan2(v[..., 1], v[..., 0])
+
+
+def _wrap(a: np.ndarray) -> np.ndarray:
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+@dataclasses.dataclass
+class PoseParams:
+    """Poses relative to the still's rest pose.
+
+    Attributes:
+        root: ``N x 2`` offset of the mid-hip from its rest position, pixels.
+        turn: ``N x B`` change of each bone's angle (radians) from rest.
+        scale: ``N x B`` bone length over rest length (1 for rigid bones).
+        head: ``N`` change of the ear line's angle (turns the face).
+    """
+
+    root: np.ndarray
+    turn: np.ndarray
+    scale: np.ndarray
+    head: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.root.shape[0])
+
+    def take(self, idx) -> PoseParams:
+        return PoseParams(self.root[idx], self.turn[idx], self.scale[idx], self.head[idx])
+
+    @staticmethod
+    def concat(parts: list[PoseParams]) -> PoseParams:
+        return PoseParams(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("root", "turn", "scale", "head")
+            )
+        )
+
+
+def blend(a: PoseParams, b: PoseParams, w: np.ndarray) -> PoseParams:
+    """Per-frame blend ``(1 - w) a + w b``, angles along the shorter way round."""
+    w1 = w[:, None]
+    return PoseParams(
+        root=a.root + (b.root - a.root) * w1,
+        turn=a.turn + _wrap(b.turn - a.turn) * w1,
+        scale=a.scale + (b.scale - a.scale) * w1,
+        head=a.head + _wrap(b.head - a.head) * w,
+    )
+
+
+def pose_from_params(rest: np.ndarray, p: PoseParams) -> np.ndarray:
+    """Forward kinematics: ``N x 33 x 2`` keypoints of the rest skeleton posed by ``p``."""
+    n = len(p)
+    out = np.zeros((n, 33, 2), np.float64)
+    virt = {HIP: _joint(rest, HIP)[None] + p.root}
+    for bi, (par, ch, _kind) in enumerate(BONES):
+        base = virt[par] if par < 0 else out[:, par]
+        v = _joint(rest, ch) - _joint(rest, par)
+        ang = _angle(v) + p.turn[:, bi]
+        length = np.hypot(*v) * p.scale[:, bi]
+        pt = base + np.stack([np.cos(ang), np.sin(ang)], -1) * length[:, None]
+        if ch < 0:
+            virt[ch] = pt
+        else:
+            out[:, ch] = pt
+    # The shoulders hang off the mid-shoulder point; the mid-shoulder must stay their mean,
+    # which holds because both width bones turn and scale alike (they are placed that way).
+    c, s = np.cos(p.head), np.sin(p.head)
+    for i in FACE:
+        off = rest[i] - rest[0]
+        out[:, i, 0] = out[:, 0, 0] + c * off[0] - s * off[1]
+        out[:, i, 1] = out[:, 0, 1] + s * off[0] + c * off[1]
+    return out
+
+
+def params_of(rest: np.ndarray, pts: np.ndarray) -> PoseParams:
+    """The parameters that pose ``rest`` as ``pts`` (``N x 33 x 2``); exact for poses made
+    by :func:`pose_from_params` of the same rest."""
+    n = pts.shape[0]
+    turn = np.zeros((n, len(BONES)))
+    scale = np.ones((n, len(BONES)))
+    for bi, (par, ch, kind) in enumerate(BONES):
+        v0 = _joint(rest, ch) - _joint(rest, par)
+        v = _joint(pts, ch) - _joint(pts, par)
+        turn[:, bi] = _wrap(_angle(v) - _angle(v0))
+        if kind == "width":
+            scale[:, bi] = np.hypot(v[:, 0], v[:, 1]) / max(np.hypot(*v0), 1e-6)
+    ear0 = _angle(rest[7] - rest[8])
+    head = _wrap(_angle(pts[:, 7] - pts[:, 8]) - ear0)
+    root = _joint(pts, HIP) - _joint(rest, HIP)
+    return PoseParams(root, turn, scale, head)
+
+
+@dataclasses.dataclass
+class Targets:
+    """What the renderer follows.
+
+    Attributes:
+        points: ``N x 33 x 2`` target keypoints in clip pixels.
+        params: the same poses as parameters (for chaining and blending).
+        behind: ``N x 2`` bool, the person's left / right arm is behind the torso.
+        moved: ``33`` bool, keypoints the motion drives (legs are not in upper-body motions).
+    """
+
+    points: np.ndarray
+    params: PoseParams
+    behind: np.ndarray
+    moved: np.ndarray
+
+
+def sample_times(motion: Motion, fps: float, frames: int) -> np.ndarray:
+    """Template frame positions (fractional) for ``frames`` clip frames at ``fps``:
+    repeated passes for longer clips (wrapping for looping motions, restarting
+    otherwise)."""
+    t = np.arange(frames) / fps * motion.fps
+    n = motion.frame_count
+    return t % n if motion.loops or n == 1 else np.minimum(t % (n + 0.0), n - 1)
+
+
+def _resample(x: np.ndarray, pos: np.ndarray, loops: bool) -> np.ndarray:
+    """Linear interpolation of per-frame values ``x`` (N x ...) at fractional ``pos``."""
+    n = x.shape[0]
+    i0 = np.floor(pos).astype(int)
+    frac = (pos - i0).reshape(-1, *([1] * (x.ndim - 1)))
+    i1 = (i0 + 1) % n if loops else np.minimum(i0 + 1, n - 1)
+    i0 = np.clip(i0, 0, n - 1)
+    return x[i0] * (1 - frac) + x[i1] * frac
+
+
+def retarget(
+    motion: Motion,
+    rest: np.ndarray,
+    framing: str,
+    fps: float,
+    frames: int,
+    loop: bool = False,
+    start: np.ndarray | None = None,
+) -> Targets:
+    """Map ``motion`` onto the skeleton ``rest`` (the still's landmarks in clip pixels).
+
+    Args:
+        motion: the template.
+        rest: ``33 x 2`` landmarks of the still, in clip pixels.
+        framing: the still's framing, "half" or "full".
+        fps: clip frame rate.
+        frames: clip length in frames.
+        loop: blend the end into the start so the clip loops.
+        start: ``33 x 2`` pose to start from (chaining), eased into the motion.
+
+    Raises:
+        InvalidInputError: MOTION_FRAMING_MISMATCH for a full-body motion on a half-body
+            still (the legs it moves are not in the photo).
+    """
+    if motion.framing == "full" and framing != "full":
+        raise InvalidInputError(
+            "MOTION_FRAMING_MISMATCH",
+            f"motion {motion.name!r} moves the legs, but the still shows the person from the"
+            " hips up; choose an upper-body motion",
+            field="template_name",
+        )
+    rest = rest.astype(np.float64)
+    tmpl = motion.pixels().astype(np.float64)
+    pos = sample_times(motion, fps, frames)
+    t = _resample(tmpl, pos, motion.loops)
+    ref = tmpl[0]
+    # Changes since the template's first frame, applied to the still.
+    tp = params_of(ref, t)
+    k = np.linalg.norm(_joint(rest, SHO) - _joint(rest, HIP)) / max(
+        np.linalg.norm(_joint(ref, SHO) - _joint(ref, HIP)), 1e-6
+    )
+    root = tp.root * k
+    turn, scale, head = tp.turn.copy(), tp.scale.copy(), tp.head.copy()
+    moved = np.ones(33, bool)
+    if motion.framing == "upper":
+        # The hips are the anchor of an upper-body motion: they and the legs stay put.
+        root[:] = 0.0
+        for bi, (_par, ch, _kind) in enumerate(BONES):
+            if ch in (23, 24) or bi in LEG_BONES:
+                turn[:, bi] = 0.0
+                scale[:, bi] = 1.0
+        moved[25:] = False
+    params = PoseParams(root, turn, scale, head)
+    pts = pose_from_params(rest, params)
+    if motion.framing == "full":
+        pts, params = _ground(rest, ref, t, pts, params, k)
+    ease = max(1, int(round(EASE_SECONDS * fps)))
+    if loop and frames > 2:
+        # Cross-fade the last frames towards the first, so frame N (= frame 0 on repeat)
+        # follows frame N-1 smoothly. Looping motions whose passes fit exactly need none.
+        passes = frames / fps * motion.fps / motion.frame_count
+        if not (motion.loops and abs(passes - round(passes)) < 1e-6):
+            e = min(ease * 2, frames - 1)
+            w = np.zeros(frames)
+            f = np.arange(frames - e, frames)
+            x = (f - (frames - e) + 1) / (e + 1)
+            w[frames - e :] = x * x * (3 - 2 * x)
+            params = blend(params, params.take(np.zeros(frames, int)), w)
+    if start is not None:
+        sp = params_of(rest, start[None].astype(np.float64)).take(np.zeros(frames, int))
+        x = np.clip(np.arange(frames) / ease, 0, 1)
+        params = blend(sp, params, x * x * (3 - 2 * x))
+    pts = pose_from_params(rest, params)
+    behind = _behind(t, ref)
+    return Targets(points=pts, params=params, behind=behind, moved=moved)
+
+
+def _ground(rest, ref, t, pts, params: PoseParams, k: float):
+    """Keep the feet on the still's ground: the lowest foot point is where the template
+    says it is relative to its own ground, scaled to the person."""
+    feet = [27, 28, 29, 30, 31, 32]
+    ground_rest = rest[feet, 1].max()
+    ground_tmpl = ref[feet, 1].max()
+    lift = (ground_tmpl - t[:, feet, 1].max(axis=1)) * k  # >= 0 when both feet are off
+    dy = (ground_rest - lift) - pts[:, feet, 1].max(axis=1)
+    root = params.root.copy()
+    root[:, 1] += dy
+    p = PoseParams(root, params.turn, params.scale, params.head)
+    return pose_from_params(rest, p), p
+
+
+def _behind(t: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per frame, whether each arm (person's left, right) swings behind the torso: the arm
+    on the side the performer turned towards goes back (judged from where the nose sits
+    between the shoulders, relative to the first frame)."""
+
+    def ratio(p):
+        span = p[..., 11, 0] - p[..., 12, 0]
+        span = np.where(np.abs(span) < 1e-6, 1e-6, span)
+        return (p[..., 0, 0] - p[..., 12, 0]) / span
+
+    d = ratio(t) - ratio(ref)
+    return np.stack([d > 0.12, d < -0.12], -1)
+
+
+def bone_lengths(pts: np.ndarray) -> np.ndarray:
+    """``... x B`` lengths of every bone (for checks: rigid bones keep theirs)."""
+    out = []
+    for par, ch, _kind in BONES:
+        v = _joint(pts, ch) - _joint(pts, par)
+        out.append(np.hypot(v[..., 0], v[..., 1]))
+    return np.stack(out, -1)
+
+
+def rigid_bone_mask() -> np.ndarray:
+    return np.array([k == "rigid" for _p, _c, k in BONES])
