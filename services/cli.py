@@ -36,6 +36,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from services.refiner.server import RefinerApp
 
         apps.append(RefinerApp(settings))
+    elif args.service == "animate":
+        from services.animate.server import AnimateApp
+
+        apps.append(AnimateApp(settings))
     elif args.service != "media":
         print(f"drape serve: unknown service {args.service!r}", file=sys.stderr)
         return 2
@@ -113,6 +117,13 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
     cats_found = ", ".join(f"{g.category}/{g.sleeve or '-'}/{g.length}" for g in result.garments)
     timing = " ".join(f"{k}={v * 1000:.0f}ms" for k, v in result.timings.items())
     print(f"{out}: {cats_found}; {timing}")
+    if args.animate:  # try-on, then the clip of the still, in this process
+        from services.animate.cli import animate_still
+
+        return animate_still(
+            result.image, args.animate, args.clip or str(out.with_suffix(".mp4")),
+            quiet=args.quiet, settings=settings, analyzer=pipe.analyzer,
+        )  # fmt: skip
     return 0
 
 
@@ -180,10 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outfits: the top's hem over (default) or inside the bottom")  # fmt: skip
     p.add_argument("--debug-dir", help="write masks, landmarks, warp grids and the stages here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--animate", metavar="MOTION",
+                   help="then make a clip of the still with this motion (see `drape motions`)")  # fmt: skip
+    p.add_argument("--clip", help="with --animate: the clip's path (default: OUTPUT with .mp4)")
     p.set_defaults(func=_cmd_tryon)
 
+    from services.animate.cli import add_commands as add_animate_commands
+
+    add_animate_commands(sub)  # drape animate, drape motions
+
     p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
-    p.add_argument("service", nargs="?", default="media", choices=["media", "tryon", "refiner"],
+    p.add_argument("service", nargs="?", default="media",
+                   choices=["media", "tryon", "refiner", "animate"],
                    help="service to run (default: media; every server also hosts media)")  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 
