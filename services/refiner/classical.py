@@ -653,7 +653,18 @@ def match_grain(
     scene = np.array(
         [estimate_noise_sigma(person8[..., c], scene_px) for c in range(3)], np.float32
     )
-    own = np.array([estimate_noise_sigma(srgb[..., c], inner) for c in range(3)], np.float32)
+    # Only the garment's box matters here: with an 8-px margin (the estimator's filters
+    # reach 7 px) the cropped estimate is exactly the full-frame one, at a fraction of it.
+    rows = np.flatnonzero(inner.any(axis=1))
+    if rows.size:
+        h, w = inner.shape
+        cols = np.flatnonzero(inner[rows[0] : rows[-1] + 1].any(axis=0))
+        y0, y1 = max(0, rows[0] - 8), min(h, rows[-1] + 9)
+        x0, x1 = max(0, cols[0] - 8), min(w, cols[-1] + 9)
+        crop, inner_c = srgb[y0:y1, x0:x1], inner[y0:y1, x0:x1]
+    else:
+        crop, inner_c = srgb, inner
+    own = np.array([estimate_noise_sigma(crop[..., c], inner_c) for c in range(3)], np.float32)
     added = np.sqrt(np.maximum(scene**2 - own**2, 0.0)) * np.float32(strength)
     sigma_y, rho = _grain_correlation(person8, scene_px, scene)
     added_y = math.sqrt(
@@ -663,12 +674,19 @@ def match_grain(
     out = srgb
     if added.any():
         rng = np.random.default_rng(seed)
-        z = rng.standard_normal((4, *srgb.shape[:2]), dtype=np.float32)
-        shared = np.float32(math.sqrt(rho)) * z[0]
-        own_part = np.float32(math.sqrt(1.0 - rho))
-        noise = np.stack([added[c] * (shared + own_part * z[c + 1]) for c in range(3)], -1)
-        # The seam's blur also took grain from the scene side of the band; give it back there.
-        out = srgb + np.maximum(regions.alpha, seam)[..., None] * noise
+        weight = np.maximum(regions.alpha, seam)
+        # Noise only where it lands: the box of the garment and its seam band.
+        rows = np.flatnonzero(weight.any(axis=1))
+        cols = np.flatnonzero(weight.any(axis=0))
+        out = srgb.copy()
+        if rows.size:
+            sl = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            z = rng.standard_normal((4, *weight[sl].shape), dtype=np.float32)
+            shared = np.float32(math.sqrt(rho)) * z[0]
+            own_part = np.float32(math.sqrt(1.0 - rho))
+            noise = np.stack([added[c] * (shared + own_part * z[c + 1]) for c in range(3)], -1)
+            # The seam's blur also took grain from the scene side of the band; give it back.
+            out[sl] += weight[sl][..., None] * noise
     stats = {
         "noise_sigma_scene": [round(float(v), 3) for v in scene],
         "noise_sigma_garment": [round(float(v), 3) for v in own],

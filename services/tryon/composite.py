@@ -92,11 +92,11 @@ def _skin_fill(
     """Skin for ``region`` (arms revealed by a shorter sleeve, a neckline): the person's own
     skin tone from their visible skin (or face), shaded like the photo there, with the
     fall-off of a cylinder across each limb (Lambertian: brightness ~ cos of the angle to
-    the surface normal) so an arm reads as round rather than as a cut-out."""
+    the surface normal) so an arm reads as round rather than as a cut-out. Returns the
+    ``N x 3`` colours of the ``N`` pixels of ``region``."""
     src = pa.skin if pa.skin.sum() > 200 else pa.face
     tone = np.median(rgb[src][::5], axis=0) if src.any() else np.array([200, 160, 140])
-    out = np.empty(rgb.shape, np.float32)
-    out[:] = tone
+    tone = np.asarray(tone, np.float32)
     round_ = np.ones(rgb.shape[:2], np.float32)
     sw = pa.measurements.shoulder_width
     h, w = rgb.shape[:2]
@@ -125,7 +125,7 @@ def _skin_fill(
             cos = np.sqrt(np.clip(1.0 - dist**2, 0.0, 1.0))
             shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, 1.0).astype(np.float32)
             round_[y0:y1, x0:x1] = np.minimum(round_[y0:y1, x0:x1], shade)
-    return out * (shading * round_)[..., None]
+    return tone[None, :] * (shading[region] * round_[region])[:, None]
 
 
 def composite(
@@ -166,27 +166,33 @@ def composite(
 
     if replaces in ("lower", "both"):
         protect = protect | _feet(pa)
-    in_front = soft(protect)
-    in_front_of_torso = soft(protect | _forearms_over_torso(pa, layers))
-    # Arms hanging beside the hips stay in front of a bottom's waist panel.
-    in_front_of_lower = soft(protect | ((pa.arms["left"] | pa.arms["right"]) & ~old))
     corridor, above_shoulders = _torso_corridor(pa)
+    # What each kind of layer goes behind, built only for the kinds present.
+    cut_masks = {
+        "sleeve": lambda: protect,
+        "torso": lambda: protect | _forearms_over_torso(pa, layers),
+        # Arms hanging beside the hips stay in front of a bottom's waist panel.
+        "lower": lambda: protect | ((pa.arms["left"] | pa.arms["right"]) & ~old),
+        # The inner back of the collar shows only behind the neck, beside it and above the
+        # shoulder line: the neck and the chest are in front of it.
+        "collar": lambda: protect | pa.skin | ~above_shoulders,
+    }
+    cut_of = {"lower_front": "lower"}
+    cuts: dict[str, np.ndarray] = {}
     alpha = np.zeros((h, w), np.float32)
     colour = np.zeros((h, w, 3), np.float32)
     order = {"collar": -1, "lower": 0, "torso": 1, "lower_front": 1.5, "sleeve": 2}
-    cuts = {
-        "sleeve": in_front,
-        "lower": in_front_of_lower,
-        "lower_front": in_front_of_lower,
-        # The inner back of the collar shows only behind the neck, beside it and above the
-        # shoulder line: the neck and the chest are in front of it.
-        "collar": soft(protect | pa.skin | ~above_shoulders),
-    }
     for layer in sorted(layers, key=lambda lyr: order.get(lyr.kind, 1)):
-        cut = cuts.get(layer.kind, in_front_of_torso)
-        a = layer.alpha * (1.0 - cut)
-        colour = layer.rgb * a[..., None] + colour * (1 - a[..., None])
-        alpha = a + alpha * (1 - a)
+        kind = cut_of.get(layer.kind, layer.kind if layer.kind in cut_masks else "torso")
+        if kind not in cuts:
+            cuts[kind] = soft(cut_masks[kind]())
+        box = _box(layer.alpha)
+        if box is None:
+            continue
+        sl = np.s_[box[0] : box[1], box[2] : box[3]]  # only where the layer lands
+        a = layer.alpha[sl] * (1.0 - cuts[kind][sl])
+        colour[sl] = layer.rgb[sl] * a[..., None] + colour[sl] * (1 - a[..., None])
+        alpha[sl] = a + alpha[sl] * (1 - a)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 0.7)  # one-pixel feather: no jagged edge
 
     # Old garment where the new one does not reach.
@@ -200,7 +206,7 @@ def composite(
         body |= _legs(pa) & (pa.mask > 0.5)
     arms = body & cleared
     if arms.any():
-        base[arms] = _skin_fill(photo, pa, arms, shade)[arms]
+        base[arms] = _skin_fill(photo, pa, arms, shade)
     rest = cleared & ~arms
     if rest.any():
         # The body under loose old clothes is unknown; fill from the surroundings.
@@ -217,6 +223,15 @@ def composite(
         cleared=cleared,
         shading=shade,
     )
+
+
+def _box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` bounding the non-zero pixels of ``alpha``, or None."""
+    rows = np.flatnonzero(alpha.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(alpha[rows[0] : rows[-1] + 1].any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _fill_background(base: np.ndarray, hole: np.ndarray, scale: float) -> np.ndarray:
