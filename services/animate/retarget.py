@@ -264,7 +264,7 @@ def _ground(rest, ref, t, pts, params: PoseParams, k: float):
     feet = [27, 28, 29, 30, 31, 32]
     ground_rest = rest[feet, 1].max()
     ground_tmpl = ref[feet, 1].max()
-    lift = (ground_tmpl - t[:, feet, 1].max(axis=1)) * k  # >= 0 when both feet are off
+    lift = np.maximum(ground_tmpl - t[:, feet, 1].max(axis=1), 0.0) * k  # both feet off
     dy = (ground_rest - lift) - pts[:, feet, 1].max(axis=1)
     root = params.root.copy()
     root[:, 1] += dy
