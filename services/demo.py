@@ -84,9 +84,12 @@ def run_demo(out_dir: str = "out") -> int:
         log_level="WARNING",
         metrics_variants=("control",),
     )
+    from services.animate.server import AnimateApp
     from services.tryon.server import TryOnApp
 
-    server, port = create_server("127.0.0.1:0", TryOnApp(settings), settings=settings)
+    server, port = create_server(
+        "127.0.0.1:0", TryOnApp(settings), AnimateApp(settings), settings=settings
+    )
     server.start()
     if not server.wait_ready(120):
         print("demo: the server did not become ready")
@@ -99,6 +102,9 @@ def run_demo(out_dir: str = "out") -> int:
             f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
         ) as ch:
             ok &= _tryon_demo(ch, out)
+            from services.animate.demo import animate_demo
+
+            ok &= animate_demo(ch, out)  # one try-on still as a product clip
             stub = media_service_pb2_grpc.MediaServiceStub(ch)
             print(f"{'input':32} {'answer':58}")
             for name, data in sample_inputs().items():

@@ -32,10 +32,11 @@ def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         ensure_topics(broker.bootstrap, {TOPIC_PRODUCT: 4, TOPIC_ASSET: 4, TOPIC_PRODUCT_DLQ: 1})
+        from services.animate.server import AnimateApp
         from services.refiner.server import RefinerApp
         from services.tryon.server import TryOnApp
 
-        apps = (TryOnApp(settings), RefinerApp(settings))
+        apps = (TryOnApp(settings), RefinerApp(settings), AnimateApp(settings))
         server, port = create_server(settings.grpc_address, *apps, settings=settings)
         server.start()
         server.wait_ready(60)
