@@ -16,6 +16,7 @@ from drape.refiner.v1 import refiner_service_pb2 as pb
 from drape.refiner.v1 import refiner_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image, encode_image
+from services.common.interceptors import cancel_token
 from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.server import ServiceApp
 
@@ -47,12 +48,14 @@ class RefinerServicer(pb_grpc.RefinerServiceServicer):
     def Refine(self, request, context):  # noqa: N802 - gRPC method name
         from services.refiner.classical import refine
 
-        if request.backend not in ("", BACKEND):
+        if request.backend not in self.app.request_backends:
             raise InvalidInputError(
                 "BACKEND_UNAVAILABLE",
-                f"backend {request.backend!r} is not available here; available: {BACKEND}",
+                f"backend {request.backend!r} is not available here; available: "
+                f"{', '.join(b for b in self.app.request_backends if b)}",
                 field="backend",
             )
+        backend = request.backend or self.app.default_backend
         strength = request.strength if request.HasField("strength") else 1.0
         if not 0.0 <= strength <= 1.0:
             raise InvalidInputError(
@@ -93,13 +96,20 @@ class RefinerServicer(pb_grpc.RefinerServiceServicer):
             if request.HasField("seed")
             else int(np.random.default_rng().integers(2**31))
         )
-        result = refine(comp, original, garment, protect, strength=strength, seed=seed)
+        if backend == "diffusion":  # neural backend (services/refiner/diffusion.py)
+            net = self.app.diffusion
+            result = net.refine(comp, original, garment, protect, strength, seed,
+                                token=cancel_token(context))  # fmt: skip
+            version = net.version_label
+        else:
+            result = refine(comp, original, garment, protect, strength=strength, seed=seed)
+            backend, version = BACKEND, VERSION
         t1 = time.perf_counter()
         fmt = FORMAT_NAMES.get(request.output_format, "PNG")
         data = encode_image(result.image, fmt, request.quality or 92)
         timings = {"decode": decode_s, **result.stages, "encode": time.perf_counter() - t1}
         return pb.RefineResponse(
-            meta=response_meta(BACKEND, VERSION, timings),
+            meta=response_meta(backend, version, timings),
             image=common_pb2.Image(
                 data=data, format=FORMAT_ENUM[fmt], width=comp.shape[1], height=comp.shape[0]
             ),
@@ -114,6 +124,23 @@ class RefinerApp(ServiceApp):
 
     def __init__(self, settings) -> None:
         self.image_limits = ImageLimits.from_settings(settings)
+        self.settings = settings
+        # The default backend and the per-request allow-list; each one named loads at start.
+        self.default_backend = settings.refiner_backend
+        self.request_backends = ("", settings.refiner_backend, *settings.refiner_request_backends)
+        self.diffusion = None
+
+    def load(self) -> None:
+        from services.common.errors import ConfigError
+
+        for name in self.request_backends:
+            if name not in ("", BACKEND, "diffusion"):
+                raise ConfigError("DRAPE_REFINER_REQUEST_BACKENDS", f"unknown backend {name!r}")
+        if "diffusion" in self.request_backends:
+            # Missing or corrupted weights raise here: health stays NOT_SERVING.
+            from services.refiner.diffusion import DiffusionRefiner
+
+            self.diffusion = DiffusionRefiner.from_settings(self.settings)
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         pb_grpc.add_RefinerServiceServicer_to_server(RefinerServicer(self), server)
@@ -126,3 +153,5 @@ class RefinerApp(ServiceApp):
         alpha = np.zeros((64, 64), np.float32)
         alpha[16:48, 16:48] = 1
         refine(rgb, rgb, alpha, None)
+        if self.diffusion is not None:
+            self.diffusion.refine(rgb, rgb, alpha, None)
