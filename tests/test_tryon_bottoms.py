@@ -153,7 +153,7 @@ def test_outfit_tuck_puts_the_band_over_the_top(pipeline, figure, figure_pa):
     )  # fmt: skip
     # Tucked: the tee ends at the band; untucked: it hangs over the band, lower down.
     assert last_row(tucked.image, RED) <= band_top + 2
-    assert last_row(untucked.image, RED) >= band_top + 10
+    assert last_row(untucked.image, RED) >= band_top + 5
     # Both garments show in both: the chest is the tee, the knees the trousers.
     for r in (untucked, tucked):
         cy = int(sh[1] + 0.3 * (hip[1] - sh[1]))

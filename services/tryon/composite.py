@@ -153,6 +153,11 @@ def composite(
     if replaces in ("lower", "both"):
         old |= pa.lower_clothes
     shade = shading_map(photo, old | (pa.mask > 0.5), sw)
+    # The clothes' own outline (a dark rim where the silhouette blends into the background)
+    # goes with them: a thin band around the old clothes, never over face, hair or skin.
+    rim = max(3, int(RIM * sw) | 1)
+    keep = pa.face | pa.hair | pa.skin | pa.hands["left"] | pa.hands["right"]
+    old = old | (cv2.dilate(old.astype(np.uint8), np.ones((rim, rim), np.uint8)) > 0) & ~keep
 
     # What stays in front of the garment: face, hair, hands always; a forearm crossing the
     # torso stays in front of the torso panel (but inside its own sleeve).
@@ -193,7 +198,17 @@ def composite(
         a = layer.alpha[sl] * (1.0 - cuts[kind][sl])
         colour[sl] = layer.rgb[sl] * a[..., None] + colour[sl] * (1 - a[..., None])
         alpha[sl] = a + alpha[sl] * (1 - a)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.7)  # one-pixel feather: no jagged edge
+    # ``colour`` is premultiplied by ``alpha`` (layers went "over" a transparent start).
+    _close_seams(colour, alpha, (pa.mask > 0.5) & ~protect, sw)
+    box = _box(alpha)
+    if box is not None:  # one-pixel feather (no jagged edge), then back to straight colour
+        y0, y1 = max(0, box[0] - 3), min(h, box[1] + 3)
+        x0, x1 = max(0, box[2] - 3), min(w, box[3] + 3)
+        sl = np.s_[y0:y1, x0:x1]
+        alpha[sl] = cv2.GaussianBlur(alpha[sl], (0, 0), 0.7)
+        colour[sl] = (
+            cv2.GaussianBlur(colour[sl], (0, 0), 0.7) / np.maximum(alpha[sl], 1e-4)[..., None]
+        )
 
     # Old garment where the new one does not reach.
     cleared = old & (alpha < 0.5) & ~protect
@@ -210,7 +225,8 @@ def composite(
     rest = cleared & ~arms
     if rest.any():
         # The body under loose old clothes is unknown; fill from the surroundings.
-        base[rest] = _fill_background(base, rest, sw)[rest]
+        # Seeded only from outside the old clothes: what they hid must not bleed back in.
+        base[rest] = _fill_background(base, rest | old, sw)[rest]
 
     garment = colour * shade[..., None]
     out = garment * alpha[..., None] + base * (1 - alpha[..., None])
@@ -223,6 +239,37 @@ def composite(
         cleared=cleared,
         shading=shade,
     )
+
+
+RIM = 0.03  # width of the old clothes' outline removed with them, in shoulder widths
+SEAM_CLOSE = 0.03  # slits narrower than this fraction of the shoulder width are closed
+
+
+def _close_seams(colour: np.ndarray, alpha: np.ndarray, allowed: np.ndarray, sw: float) -> None:
+    """Close the slits between separately warped parts (a sleeve and the torso panel part
+    a few pixels at the armpit): narrow gaps inside the garment, on the person, take the
+    colour of the garment around them. A real gap (background between an arm and the
+    body) is wider, or off the person, and stays. In place."""
+    solid = (alpha > 0.5).astype(np.uint8)
+    k = max(3, int(SEAM_CLOSE * sw) | 1)
+    closed = cv2.morphologyEx(
+        solid, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
+    gap = (closed > 0) & (solid == 0) & allowed
+    box = _box(gap)
+    if box is None:
+        return
+    pad = 2 * k
+    y0, y1 = max(0, box[0] - pad), min(alpha.shape[0], box[1] + pad)
+    x0, x1 = max(0, box[2] - pad), min(alpha.shape[1], box[3] + pad)
+    sl = np.s_[y0:y1, x0:x1]
+    a = alpha[sl]
+    sigma = k / 2.0
+    weight = cv2.GaussianBlur(a, (0, 0), sigma)
+    fill = cv2.GaussianBlur(colour[sl], (0, 0), sigma) / np.maximum(weight, 1e-4)[..., None]
+    g = gap[sl]
+    colour[sl][g] = fill[g]
+    a[g] = 1.0
 
 
 def _box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
