@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_animate_commands(sub)  # drape animate, drape motions
 
+    from services.neural.cli import add_commands as add_models_commands
+
+    add_models_commands(sub)  # drape models manifest|verify|export|build-engine
+
     p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
     p.add_argument("service", nargs="?", default="media",
                    choices=["media", "tryon", "refiner", "animate"],

@@ -124,3 +124,18 @@ def test_tryon_server_refuses_to_start_and_stays_not_serving(tmp_path, make_serv
     health = health_pb2_grpc.HealthStub(channel)
     status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
     assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_drape_models_manifest_and_verify(repo, monkeypatch, capsys):
+    from services.cli import main
+
+    monkeypatch.setenv("DRAPE_MODEL_DIR", str(repo))
+    d = repo / "demo" / "2"
+    assert main(["models", "manifest", str(d), "--name", "demo", "--version", "2",
+                 "--kind", "test-kind"]) == 0  # fmt: skip
+    assert main(["models", "verify"]) == 0
+    assert "demo/2: test-kind, 2 files, sha256 OK" in capsys.readouterr().out
+    (d / "unet" / "config.json").write_text('{"in_channels": 4}')
+    assert main(["models", "verify", "demo/2"]) == 2
+    err = capsys.readouterr().err
+    assert str(d / "unet" / "config.json") in err and "corrupted" in err
