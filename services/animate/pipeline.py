@@ -7,8 +7,11 @@ still's layers, a frame or two and the (small) preview frames, never the whole c
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import io
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -26,7 +29,7 @@ from services.common.errors import InvalidInputError
 from services.common.images import encode_image
 from services.common.video import encode_mp4
 
-PREVIEW_MAX_FPS = 12.5
+PREVIEW_MAX_FPS = 8.0  # a preview is a glance: fewer frames keep it small and quick
 Progress = Callable[[int, int, str], None]
 
 
@@ -158,6 +161,46 @@ def fit_still(rgb: np.ndarray, analysis: PersonAnalysis, size: tuple[int, int]):
     return np.ascontiguousarray(out), scaled
 
 
+def _ahead(frames, token: CancelToken, depth: int = 3):
+    """Iterate ``frames`` on a worker thread, a few frames ahead of the consumer: rendering
+    (NumPy/OpenCV, which release the GIL) overlaps with H.264 encoding on the caller's
+    thread. Errors (cancellation included) are re-raised in the consumer; a consumer that
+    stops early stops the producer within one frame."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for f in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(f, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    ctx = contextvars.copy_context()
+    worker = threading.Thread(target=ctx.run, args=(produce,), name="drape-render", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(5)
+
+
 def encode_preview(frames: list[np.ndarray], fps: float, fmt: str) -> bytes:
     """Animated WebP (lossy, fastest method) or GIF (adaptive palette), looping."""
     imgs = [Image.fromarray(f) for f in frames]
@@ -277,7 +320,7 @@ class AnimatePipeline:
                 yield frame
 
         t = time.perf_counter()
-        mp4 = encode_mp4(stream(), fps, crf=options.crf)
+        mp4 = encode_mp4(_ahead(stream(), token), fps, crf=options.crf)
         total = time.perf_counter() - t
         timings["render"] = stats.setup_seconds + stats.deform_seconds + stats.draw_seconds
         timings["encode"] = max(total - timings["render"], 0.0)

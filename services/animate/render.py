@@ -4,7 +4,7 @@ frame deformed meshes drawn back to front.
 Per frame and layer the cost is one ARAP solve, one rasterisation of the deformed
 triangles' ids at half resolution (inside the layer's bounding box), one backward map from
 each triangle's affine (output pixel -> still pixel), upsampled, and one ``cv2.remap`` of
-the layer's premultiplied RGBA texture; the background is computed once and copied.
+the layer's premultiplied texture and its alpha; the background is computed once and copied.
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ class Layer:
 
     Attributes:
         name: "torso", "arm_left", "arm_right", "leg_left", "leg_right".
-        texture: ``H x W x 4`` uint8, premultiplied RGB and alpha, in still pixels.
+        texture: ``H x W x 3`` uint8, RGB premultiplied by alpha, in still pixels.
+        alpha: ``H x W`` uint8 coverage.
         mesh: the ARAP mesh over the layer's cut-out.
         bones: names of the bones, in the order of the mesh's weight columns.
     """
 
     name: str
     texture: np.ndarray
+    alpha: np.ndarray
     mesh: ArapMesh
     bones: list[str]
 
@@ -248,8 +250,9 @@ class SkeletalRenderer:
                 continue
             bones = LAYER_BONES[n]
             wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
-            tex = np.dstack([rgb_n.astype(np.float32) * a[..., None], a * 255.0])
-            self.layers.append(Layer(n, (tex + 0.5).astype(np.uint8), ArapMesh(v, tri, wts), bones))
+            tex = (rgb_n.astype(np.float32) * a[..., None] + 0.5).astype(np.uint8)
+            alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
+            self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts), bones))
         self.contact_shadow = contact_shadow and analysis.framing == "full"
 
     # ------------------------------------------------------------------ per frame
@@ -311,20 +314,16 @@ class SkeletalRenderer:
         bw, bh = x1 - x0, y1 - y0
         mx = cv2.resize(mapx, (2 * lw, 2 * lh), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
         my = cv2.resize(mapy, (2 * lw, 2 * lh), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
-        # A pixel whose interpolation touched a FAR sample lies outside the mesh.
-        bad = (mx < -1.0) | (my < -1.0)
-        mx[bad] = FAR
-        my[bad] = FAR
-        rgba = cv2.remap(
-            layer.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        )
+        # A pixel whose interpolation touched a FAR sample (weight >= 1/4 in a x2 linear
+        # upsampling) maps far outside the texture, so remap reads the transparent border.
+        kw = {"borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
+        rgb = cv2.remap(layer.texture, mx, my, cv2.INTER_LINEAR, **kw)
+        alpha = cv2.remap(layer.alpha, mx, my, cv2.INTER_LINEAR, **kw)
+        # "Over" with premultiplied colour: out = out * (1 - a) + rgb, in OpenCV's
+        # saturating, multithreaded uint8 arithmetic.
         region = out[y0:y1, x0:x1]
-        inv_a = (255 - rgba[..., 3:4]).astype(np.uint16)
-        region[:] = (
-            ((region.astype(np.uint16) * inv_a + 127) // 255 + rgba[..., :3])
-            .clip(0, 255)
-            .astype(np.uint8)
-        )
+        inv_a = cv2.cvtColor(cv2.bitwise_not(alpha), cv2.COLOR_GRAY2RGB)
+        region[:] = cv2.add(cv2.multiply(region, inv_a, scale=1.0 / 255.0), rgb)
 
 
 def _backward_affines(p: np.ndarray, rest: np.ndarray, tri: np.ndarray) -> np.ndarray:
