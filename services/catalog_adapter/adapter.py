@@ -186,6 +186,8 @@ class CatalogAdapter:
         self._consumer = None
         self._producer = None
         self._last_lag = 0.0
+        self._rewind: dict = {}  # revoked partition -> first record not handled
+        self._seek_pending: dict = {}  # reassigned partition -> where to resume
 
     # ------------------------------------------------------------------ clients
 
@@ -244,6 +246,16 @@ class CatalogAdapter:
             time.sleep(0.2)
             return
         with self._lock:
+            rewind, self._seek_pending = self._seek_pending, {}
+            for tp, offset in rewind.items():
+                # A partition we kept through a rebalance keeps its fetch position (kafka-
+                # python preserves it), which is past the records we dropped at revocation:
+                # go back to the first record not handled.
+                try:
+                    self._consumer.seek(tp, offset)
+                except Exception as exc:  # noqa: BLE001 - gone again: its next owner resumes
+                    log.warning("seek failed: %s", exc)
+                batches.pop(tp, None)  # fetched from the old position
             for tp, records in batches.items():
                 st = self._parts.get(tp)
                 if st is None:
@@ -387,6 +399,8 @@ class CatalogAdapter:
         with self._lock:
             for tp in assigned:
                 self._parts.setdefault(tp, _Part())
+            self._seek_pending = {tp: o for tp, o in self._rewind.items() if tp in assigned}
+            self._rewind = {}
             self.metrics.assigned.set(len(self._parts))
         self.metrics.rebalances.inc()
         log.info(
@@ -397,11 +411,17 @@ class CatalogAdapter:
         """Forget ``revoked``; cancel their running jobs; return offsets still to commit."""
         with self._lock:
             parts = {tp: self._parts.pop(tp) for tp in list(revoked) if tp in self._parts}
-            for st in parts.values():
+            for tp, st in parts.items():
+                first = st.queue[0].offset if st.queue else None
                 if st.running is not None and not st.running.done():
                     st.token.cancel("partition revoked")
+                    first = st.running_offset
                 elif st.running is not None and st.running.result() == "done":
                     st.done_offset = st.running_offset + 1
+                elif st.running is not None:  # handed back
+                    first = st.running_offset
+                if first is not None and not lost:
+                    self._rewind[tp] = first
             self.metrics.assigned.set(len(self._parts))
         for tp in parts:
             with contextlib.suppress(KeyError):

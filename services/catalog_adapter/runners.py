@@ -162,6 +162,9 @@ class CachingAnalyzer:
         self.hits = self.misses = 0
 
     def analyze(self, rgb: np.ndarray, selection=None, field: str = "person"):
+        from services.common.analysis.person import PersonSelection
+
+        selection = selection or PersonSelection.MOST_PROMINENT
         rgb = np.ascontiguousarray(rgb)
         key = (rgb.shape, hashlib.sha256(rgb.tobytes()).digest(), selection, field)
         with self._lock:
@@ -169,8 +172,7 @@ class CachingAnalyzer:
                 self._cache.move_to_end(key)
                 self.hits += 1
                 return copy.deepcopy(self._cache[key])
-        kw = {} if selection is None else {"selection": selection}
-        result = self.analyzer.analyze(rgb, field=field, **kw)
+        result = self.analyzer.analyze(rgb, selection, field=field)
         with self._lock:
             self.misses += 1
             self._cache[key] = result
