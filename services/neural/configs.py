@@ -10,6 +10,7 @@ The real-size values are those of the published Stable Diffusion 1.5 (inpainting
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -171,4 +172,112 @@ def write_sd_inpainting_repository(
     (directory / "text_embeds").mkdir(parents=True, exist_ok=True)
     save_file({"prompt_embeds": torch.randn(1, 77, dim)}, str(directory / refiner_diffusion.EMBEDS))
     write_manifest(directory, name, version, refiner_diffusion.KIND)
+    return directory
+
+
+def tiny_motion_unet_config(cross_attention_dim: int = 32) -> dict:
+    """A denoising UNet with motion modules (diffusers ``UNetMotionModel``) at toy width."""
+    return {
+        "sample_size": 16,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ["CrossAttnDownBlockMotion", "DownBlockMotion"],
+        "up_block_types": ["UpBlockMotion", "CrossAttnUpBlockMotion"],
+        "block_out_channels": [32, 64],
+        "layers_per_block": 1,
+        "cross_attention_dim": cross_attention_dim,
+        "norm_num_groups": 8,
+        "num_attention_heads": 4,
+        "motion_num_attention_heads": 2,
+        "motion_max_seq_length": 32,
+        "use_motion_mid_block": True,
+    }
+
+
+def sd15_motion_unet_config() -> dict:
+    """AnimateAnyone's denoising UNet: SD1.5 with AnimateDiff v2 motion modules."""
+    return {
+        "sample_size": 64,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ["CrossAttnDownBlockMotion"] * 3 + ["DownBlockMotion"],
+        "up_block_types": ["UpBlockMotion"] + ["CrossAttnUpBlockMotion"] * 3,
+        "block_out_channels": [320, 640, 1280, 1280],
+        "layers_per_block": 2,
+        "cross_attention_dim": 768,
+        "norm_num_groups": 32,
+        "num_attention_heads": 8,
+        "motion_num_attention_heads": 8,
+        "motion_max_seq_length": 32,
+        "use_motion_mid_block": True,
+    }
+
+
+def animatediff_motion_key(key: str) -> str:
+    """diffusers' motion-module name -> AnimateDiff's (the layout operators download)."""
+    head, sep, rest = key.partition(".motion_modules.")
+    index, _, tail = rest.partition(".")
+    tail = "temporal_transformer." + tail
+    for a, b in ((".attn1.", ".attention_blocks.0."), (".attn2.", ".attention_blocks.1."),
+                 (".norm1.", ".norms.0."), (".norm2.", ".norms.1."), (".norm3.", ".ff_norm.")):  # fmt: skip
+        tail = tail.replace(a, b)
+    return f"{head}{sep}{index}.{tail}"
+
+
+class _TinyImageEncoder(torch.nn.Module):
+    """Stand-in for the CLIP image encoder graph at toy size: same inputs and outputs."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 16, kernel_size=32, stride=32)
+        self.proj = torch.nn.Linear(16, dim)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.patch(pixel_values).mean(dim=(2, 3)))
+
+
+def write_animate_repository(
+    model_dir: Path | str, name: str = "animate-anyone", version: str = "1", seed: int = 0
+) -> Path:
+    """A tiny random-weight AnimateAnyone directory in the open re-implementation's layout
+    (see :mod:`services.animate.diffusion`), with its manifest."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMotionModel
+
+    from services.animate import diffusion as AD
+    from services.neural import export
+    from services.neural.pose_guider import PoseGuider, PoseGuiderConfig
+
+    torch.manual_seed(seed)
+    directory = Path(model_dir) / name / version
+    directory.mkdir(parents=True, exist_ok=True)
+    dim = 32
+    cfg = {
+        "reference_unet": tiny_unet_config(in_channels=4, cross_attention_dim=dim),
+        "denoising_unet": tiny_motion_unet_config(dim),
+        "pose_guider": {"block_out_channels": [8, 16], "embedding_channels": 32},
+    }
+    (directory / "config.json").write_text(json.dumps(cfg, indent=2))
+    torch.save(UNet2DConditionModel(**cfg["reference_unet"]).state_dict(),
+               directory / "reference_unet.pth")  # fmt: skip
+    den = UNetMotionModel(**cfg["denoising_unet"])
+    state = den.state_dict()
+    torch.save({k: v for k, v in state.items() if "motion_modules" not in k},
+               directory / "denoising_unet.pth")  # fmt: skip
+    motion = {}
+    for k, v in state.items():
+        if "motion_modules" in k and not k.endswith(".pos_embed.pe"):
+            # Temporal layers start at zero output in AnimateDiff; random here so they act.
+            motion[animatediff_motion_key(k)] = torch.randn_like(v) * 0.05 if v.ndim > 1 else v
+    for k in [k for k in motion if ".attention_blocks.0.to_q." in k]:
+        motion[k.replace("to_q.weight", "pos_encoder.pe")] = torch.zeros(1, 32, 8)
+    torch.save(motion, directory / "motion_module.pth")
+    guider = PoseGuider(PoseGuiderConfig(3, (8, 16), 32))
+    torch.nn.init.normal_(guider.conv_out.weight, std=0.05)
+    torch.save(guider.state_dict(), directory / "pose_guider.pth")
+    AutoencoderKL(**tiny_vae_config()).save_pretrained(directory / "vae", safe_serialization=True)
+    DDIMScheduler(**ddim_config()).save_pretrained(directory / "scheduler")
+    graph = export.Graph("image_encoder", ("pixel_values",), ("image_embeds",), {})
+    export.export(_TinyImageEncoder(dim), (torch.randn(1, 3, 224, 224),),
+                  directory / "image_encoder" / "model.onnx", graph)  # fmt: skip
+    write_manifest(directory, name, version, AD.KIND)
     return directory
