@@ -45,9 +45,37 @@ def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
         )
         print(f"grpc     127.0.0.1:{port}  services: {', '.join(server.service_names)}")
         print(f"metrics  http://127.0.0.1:{server.metrics_port}/metrics")
+        adapter = _start_catalog_adapter(broker.bootstrap, port, server.metrics_port)
         print("Ctrl-C to stop")
         stop.wait()
+        adapter.terminate()  # the adapter drains first: it calls the services
+        adapter.wait(settings.grace_period_seconds + 15)
         server.drain().wait()
     finally:
         broker.stop()
     return 0
+
+
+def _start_catalog_adapter(bootstrap: str, grpc_port: int, metrics_port: int | None):
+    """The catalog adapter as its own process (as deployed), calling the stack's
+    TryOnService over gRPC; assets land in ``DRAPE_CATALOG_ASSET_STORE`` (out/assets)."""
+    import os
+    import subprocess
+    import sys
+
+    adapter_metrics = (metrics_port or 9464) + 1
+    env = {
+        **os.environ,
+        "DRAPE_CATALOG_PIPELINE": os.environ.get("DRAPE_CATALOG_PIPELINE", "grpc"),
+        "DRAPE_CATALOG_TRYON_ADDRESS": f"127.0.0.1:{grpc_port}",
+        "DRAPE_METRICS_PORT": str(adapter_metrics),
+        "DRAPE_LOG_FORMAT": "text",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.catalog_adapter", "--bootstrap", bootstrap], env=env
+    )
+    print(
+        f"catalog  adapter pid {proc.pid}, metrics http://127.0.0.1:{adapter_metrics}/metrics;"
+        " try: drape catalog publish --sample 10"
+    )
+    return proc

@@ -301,7 +301,15 @@ class GrpcStillRunner:
             "dress": pb.GARMENT_CATEGORY_DRESS,
             "outerwear": pb.GARMENT_CATEGORY_OUTERWEAR,
         }
+        from services.common import context
+
+        call = context.current()  # the product event: its id and experiment travel along
         req = pb.TryOnRequest(
+            request_id=f"{call.request_id}.{model.id}"[:128] if call else "",
+            experiment=common_pb2.Experiment(
+                experiment_id=call.experiment_id if call else "",
+                variant=call.variant if call else "",
+            ),
             person=common_pb2.Image(data=model.encoded),
             garments=[
                 pb.Garment(flat_lay=common_pb2.Image(data=g.data), category=cats[g.category])
