@@ -122,8 +122,8 @@ def bench_tryon_unet(args, device, rows: list) -> None:
         feed = {"sample": np.random.randn(*shape).astype(np.float16 if dt == torch.float16 else np.float32),
                 "timestep": np.full((2,), 500.0, np.float32)}  # fmt: skip
         rows.append(measure(f"tryon unet step onnxruntime {providers[0]} {str(dt)[6:]}",
-                            lambda: session.run(None, feed), device, args.warmup, args.runs))  # fmt: skip
-        del session
+                            lambda s=session: s.run(None, feed), device, args.warmup, args.runs))  # fmt: skip
+        del session  # free its GPU memory before TensorRT builds
         trt_row = bench_tensorrt(path, shape, device, args)
         if trt_row:
             rows.append(trt_row)
