@@ -142,3 +142,50 @@ def test_short_clip_through_the_animate_pipeline(net):
 
     video = decode_video(clip.mp4, VideoLimits())
     assert len(video.frames) == 6 and video.frames[0].shape == (64, 64, 3)
+
+
+def test_animate_service_serves_the_diffusion_backend_and_refuses_a_broken_repository(
+    repo, tmp_path, make_server
+):
+    """Wired into AnimateService: a clip request naming ``diffusion`` runs it end to end
+    over gRPC; a corrupted weight file keeps the server NOT_SERVING, naming the file."""
+    import io
+
+    from PIL import Image
+
+    from drape.animate.v1 import animate_service_pb2 as pb
+    from drape.animate.v1 import animate_service_pb2_grpc as pb_grpc
+    from drape.common.v1 import common_pb2, operations_pb2
+    from services.animate.server import AnimateApp
+    from services.common.config import load_settings
+    from services.common.video import decode_video
+
+    settings = load_settings(env={}, model_dir=str(repo), neural_device="cpu",
+                             animate_request_backends=("skeletal", "diffusion"),
+                             diffusion_steps=1)  # fmt: skip
+    _server, channel = make_server(AnimateApp(settings), model_dir=str(repo), neural_device="cpu")
+    stub = pb_grpc.AnimateServiceStub(channel)
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, "PNG")
+    op = stub.StartClip(pb.StartClipRequest(
+        request_id="diffusion-clip", still=common_pb2.Image(data=buf.getvalue()),
+        template_name="idle-sway-upper", fps=4, width=64, height=64, duration_seconds=1.0,
+        backend="diffusion"), timeout=30)  # fmt: skip
+    msgs = list(stub.WatchClip(operations_pb2.OperationRef(operation_id=op.id), timeout=300))
+    final = msgs[-1]
+    assert final.operation.state == operations_pb2.OPERATION_STATE_SUCCEEDED, final.operation
+    assert final.result.meta.backend == "diffusion"
+    v = decode_video(final.result.clip.data)
+    assert (v.frame_count, v.width, v.height) == (4, 64, 64)
+
+    broken = tmp_path / "models"
+    import shutil
+
+    shutil.copytree(repo, broken)
+    target = next((broken / "animate-anyone" / "1").rglob("*.safetensors"))
+    target.write_bytes(target.read_bytes()[:-1] + b"\0")
+    bad = load_settings(env={}, model_dir=str(broken), neural_device="cpu",
+                        animate_backend="diffusion")  # fmt: skip
+    server, _ch = make_server(AnimateApp(bad), wait_ready=False, model_dir=str(broken))
+    assert not server.wait_ready(60)
+    assert target.name in str(server.load_error)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from services.common.config import load_settings
 from services.common.errors import InvalidInputError
 from services.neural import garment_sam
 from services.neural.repository import ModelRef, ModelRepositoryError, open_model, write_manifest
@@ -127,3 +128,48 @@ def test_segments_a_busy_flat_lay_end_to_end(sam_dir, runtime):
     # Deterministic; torch and ONNX Runtime prompt paths agree.
     torch_seg = garment_sam.SamGarmentSegmenter(seg.sam)
     assert np.abs(torch_seg.segment(image) - alpha).max() < 1e-3
+
+
+def test_garment_analysis_uses_the_configured_segmenter_on_a_busy_backdrop():
+    """The classical cut-out refuses a flat-lay on a checkerboard table; with a segmenter
+    that finds the garment (here one that knows the drawn garment's pixels, standing in
+    for trained SAM weights) the same image is analysed as a top."""
+    from services.common.analysis.garment import analyze_garment
+
+    g = draw_garment("tshirt", "solid", (200, 40, 40)).image[..., :3]
+    truth = (g < 250).any(axis=2)
+    yy, xx = np.mgrid[0 : g.shape[0], 0 : g.shape[1]]
+    tiles = ((yy // 32 + xx // 32) % 3)[..., None]  # a loud tablecloth: blue, yellow, green
+    cloth = np.where(tiles == 0, [40, 60, 200], np.where(tiles == 1, [230, 210, 40], [40, 160, 80]))
+    image = np.where(truth[..., None], g, cloth).astype(np.uint8)
+    with pytest.raises(InvalidInputError) as err:
+        analyze_garment(image)
+    assert err.value.reason == "GARMENT_NOT_FOUND"
+    calls = []
+
+    def segmenter(img: np.ndarray) -> np.ndarray:
+        calls.append(img.shape)
+        return truth.astype(np.float32)
+
+    ga = analyze_garment(image, segmenter=segmenter)
+    assert calls == [image.shape] and ga.category == "top" and ga.sleeve == "short"
+
+
+def test_tryon_service_loads_sam_when_configured_and_refuses_a_broken_checkpoint(
+    sam_dir, make_server
+):
+    from services.tryon.server import TryOnApp
+
+    root, _sam = sam_dir
+    ok = load_settings(env={}, model_dir=str(root), garment_segmenter="sam",
+                       garment_sam_model="sam/1")  # fmt: skip
+    app = TryOnApp(ok)
+    make_server(app, model_dir=str(root))
+    assert app.pipeline.segmenter is not None  # SAM's segment, loaded at start-up
+    alpha = app.pipeline.segmenter(busy_flat_lay())
+    assert alpha.shape == busy_flat_lay().shape[:2]
+    weights = root / "sam" / "1" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\1")
+    server, _ch = make_server(TryOnApp(ok), wait_ready=False, model_dir=str(root))
+    assert not server.wait_ready(60)
+    assert "model.safetensors" in str(server.load_error)

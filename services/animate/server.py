@@ -308,6 +308,13 @@ class AnimateApp(ServiceApp):
     def load(self) -> None:
         from services.common.analysis.person import PersonAnalyzer
 
+        s = self.settings
+        if "diffusion" in (s.animate_backend, *s.animate_request_backends):
+            # Loads and checks the operator's weights; a missing or corrupted file raises
+            # here, naming it, and health stays NOT_SERVING.
+            from services.animate import diffusion
+
+            diffusion.register(s)
         self.pipeline = AnimatePipeline(self._analyzer or PersonAnalyzer())
 
     def warmup(self) -> None:

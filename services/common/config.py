@@ -289,6 +289,17 @@ class Settings:
         env="DRAPE_NEURAL_DTYPE",
         help="precision of the neural backends (auto: float16 on cuda, float32 on cpu)",
     )
+    garment_segmenter: Literal["classical", "sam"] = setting(
+        "classical",
+        env="DRAPE_GARMENT_SEGMENTER",
+        help="garment cut-out: classical (plain backdrops, no weights) or sam (Segment "
+        "Anything prompted by the classical cut-out; busy backdrops; needs DRAPE_GARMENT_SAM_MODEL)",
+    )
+    garment_sam_model: str = setting(
+        "sam-vit-b/1",
+        env="DRAPE_GARMENT_SAM_MODEL",
+        help="name/version in DRAPE_MODEL_DIR of the SAM checkpoint (kind garment-sam)",
+    )
     neural_runtime: Literal["torch", "onnxruntime"] = setting(
         "torch",
         env="DRAPE_NEURAL_RUNTIME",

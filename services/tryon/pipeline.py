@@ -81,9 +81,15 @@ class TryOnPipeline:
             refiner called in-process when ``options.refine``; None disables refinement.
     """
 
-    def __init__(self, analyzer: P.PersonAnalyzer, refine_fn: RefineFn | None = None) -> None:
+    def __init__(
+        self,
+        analyzer: P.PersonAnalyzer,
+        refine_fn: RefineFn | None = None,
+        segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.analyzer = analyzer
         self.refine_fn = refine_fn
+        self.segmenter = segmenter
 
     def run(
         self,
@@ -124,7 +130,7 @@ class TryOnPipeline:
         for i, g in enumerate(garments):
             with stage(f"garment{i}" if len(garments) > 1 else "garment"):
                 try:
-                    analyses.append(G.analyze_garment(g.image, g.category))
+                    analyses.append(G.analyze_garment(g.image, g.category, self.segmenter))
                 except InvalidInputError as exc:
                     exc.field = f"garments[{i}].{exc.field or 'flat_lay'}".replace(
                         ".garment", ".flat_lay"

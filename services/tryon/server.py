@@ -195,7 +195,9 @@ class TryOnApp(ServiceApp):
                 raise ConfigError(
                     "DRAPE_TRYON_REQUEST_BACKENDS", f"unknown try-on backend {name!r}"
                 )
-        self.pipeline = TryOnPipeline(P.PersonAnalyzer(), refine_fn=make_refine_fn())
+        self.pipeline = TryOnPipeline(
+            P.PersonAnalyzer(), refine_fn=make_refine_fn(), segmenter=load_segmenter(self.settings)
+        )
         if "diffusion" in self.request_backends:
             # A missing or corrupted model directory raises here: health stays NOT_SERVING.
             from services.tryon.diffusion import DiffusionTryOnPipeline
@@ -230,7 +232,12 @@ class TryOnApp(ServiceApp):
         from services.tryon.flatlays import draw_garment
 
         tee = [GarmentInput(draw_garment("tshirt").image)]
-        self.pipeline.run(data.astronaut(), tee)
+        try:
+            self.pipeline.run(data.astronaut(), tee)
+        except InvalidInputError as exc:
+            # Code paths and caches are warm either way; a configured segmenter may cut
+            # the drawn warm-up garment differently and refuse it, which is no start-up fault.
+            log.warning("try-on warm-up input refused: %s", exc)
         if self.diffusion is not None:
             from services.tryon.diffusion import DiffusionParams
 
@@ -239,6 +246,22 @@ class TryOnApp(ServiceApp):
     def close(self) -> None:
         if self.pipeline is not None:
             self.pipeline.analyzer.close()
+
+
+def load_segmenter(settings):
+    """The garment cut-out the settings ask for: None for the classical one, else SAM's
+    ``segment`` (verified and loaded here; a missing or corrupted model raises, naming the
+    path, and health stays NOT_SERVING)."""
+    if settings.garment_segmenter != "sam":
+        return None
+    from services.neural import garment_sam
+    from services.neural.repository import ModelRef, open_model
+    from services.neural.sam import KIND
+
+    name = "DRAPE_GARMENT_SAM_MODEL"
+    ref = ModelRef.parse(settings.garment_sam_model, name)
+    model = open_model(settings.model_dir, ref, KIND, garment_sam.REQUIRED, name)
+    return garment_sam.load(model, settings.neural_runtime, settings.ort_providers).segment
 
 
 def make_refine_fn():

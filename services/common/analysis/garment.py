@@ -27,6 +27,7 @@ Landmark names and image-left/right convention are those of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -280,7 +281,11 @@ class _ShapeError(Exception):
     """The cut-out does not have the structure the landmark finder needs."""
 
 
-def analyze_garment(image: np.ndarray, category: str | None = None) -> GarmentAnalysis:
+def analyze_garment(
+    image: np.ndarray,
+    category: str | None = None,
+    segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> GarmentAnalysis:
     """Cut out a flat-lay garment and describe it.
 
     Args:
@@ -293,6 +298,10 @@ def analyze_garment(image: np.ndarray, category: str | None = None) -> GarmentAn
             upper-body category for a garment with a straight top edge (no neckline to
             find), or ``"bottom"`` for one whose top edge is a neckline between two
             shoulders. A bottom without two legs is handled as a skirt.
+        segmenter: an alternative cut-out with :func:`segment_garment`'s contract (e.g.
+            SAM, :mod:`services.neural.garment_sam`), used for images without real
+            transparency; it copes with busy backdrops, so the plain-backdrop check is
+            skipped.
 
     Returns:
         The :class:`GarmentAnalysis`.
@@ -318,6 +327,8 @@ def analyze_garment(image: np.ndarray, category: str | None = None) -> GarmentAn
         raise _not_found(f"the image is {w} x {h} pixels, too small to find a garment in")
 
     seg = _segment(image)
+    if segmenter is not None and not seg.from_alpha:
+        seg = _Segmentation(np.asarray(segmenter(image), np.float32), False, 0.0)
     if not seg.from_alpha and seg.backdrop_spread > MAX_BACKDROP_SPREAD:
         raise _not_found(
             "the image border is not a plain backdrop (its colour varies by a median "
