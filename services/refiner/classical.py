@@ -598,6 +598,21 @@ def estimate_noise_sigma(channel: np.ndarray, mask: np.ndarray | None = None) ->
 noise_sigma = estimate_noise_sigma
 
 
+def _row_bands(height: int, band: int = 96, margin: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of every other ``band``-row band (with ``margin`` rows either side for
+    the estimator's filters) and which of them may be measured (not a margin). Small
+    images are used whole."""
+    if height < 4 * band:
+        return np.arange(height), np.ones(height, bool)
+    rows, keep = [], []
+    for start in range(0, height, 2 * band):
+        lo, hi = max(0, start - margin), min(height, start + band + margin)
+        rows.append(np.arange(lo, hi))
+        r = np.arange(lo, hi)
+        keep.append((r >= start) & (r < start + band) & (r - lo >= margin) & (hi - r > margin))
+    return np.concatenate(rows), np.concatenate(keep)
+
+
 def _grain_correlation(person8: np.ndarray, mask: np.ndarray, sigmas: np.ndarray):
     """Luma noise sigma of the photo and how much of its noise the channels share (0..1).
 
@@ -650,8 +665,12 @@ def match_grain(
     # The scene is measured outside the garment: the caller may pass the composite itself
     # as ``person`` (try-on does), and the clean garment must not lower the estimate.
     scene_px = regions.dist_out > regions.band_px
+    # The scene's grain is a property of the whole photo: every other band of rows (half
+    # the pixels, each band's filter margin masked out) measures it at half the cost.
+    rows, keep = _row_bands(scene_px.shape[0])
+    scene_8, scene_sel = person8[rows], scene_px[rows] & keep[:, None]
     scene = np.array(
-        [estimate_noise_sigma(person8[..., c], scene_px) for c in range(3)], np.float32
+        [estimate_noise_sigma(scene_8[..., c], scene_sel) for c in range(3)], np.float32
     )
     # Only the garment's box matters here: with an 8-px margin (the estimator's filters
     # reach 7 px) the cropped estimate is exactly the full-frame one, at a fraction of it.
@@ -666,7 +685,7 @@ def match_grain(
         crop, inner_c = srgb, inner
     own = np.array([estimate_noise_sigma(crop[..., c], inner_c) for c in range(3)], np.float32)
     added = np.sqrt(np.maximum(scene**2 - own**2, 0.0)) * np.float32(strength)
-    sigma_y, rho = _grain_correlation(person8, scene_px, scene)
+    sigma_y, rho = _grain_correlation(scene_8, scene_sel, scene)
     added_y = math.sqrt(
         rho * float(np.sum(_LUMA_601 * added)) ** 2
         + (1.0 - rho) * float(np.sum((_LUMA_601 * added) ** 2))
