@@ -4,9 +4,9 @@ dead-letter what cannot be done, commit offsets only once the outputs are durabl
 Threads: the main thread owns the consumer (kafka-python consumers are not thread-safe);
 jobs run on a small pool; the producer is shared (it is thread-safe). Per partition, records
 are handled one at a time and in order (events of one product share a partition); different
-partitions run in parallel up to ``DRAPE_CATALOG_WORKERS``. A partition with work queued or
-running is paused, so the main thread keeps polling (heartbeats, rebalances) however long a
-job takes, and never fetches more than it can hold.
+partitions run in parallel up to ``DRAPE_CATALOG_WORKERS``. The main thread keeps polling
+(heartbeats, rebalances) however long a job takes; a partition whose queue reaches
+``MAX_QUEUED`` records is paused, so it never holds more than that.
 
 Offsets: a record's offset is committed after its job ended *and* every output it produced
 (asset files, AssetReady/JobFailed events, the dead letter) was acknowledged by the store
@@ -63,6 +63,7 @@ H_ATTEMPTS = "drape-dlq-attempts"
 H_FAILED_AT = "drape-dlq-failed-at"
 H_EVENT_TYPE = "drape-event-type"
 MAX_BACKOFF = 60.0
+MAX_QUEUED = 256  # records held per partition before it is paused
 HANDOFF_SECONDS = 20.0  # how long a revoked partition's running job may take to finish
 
 
@@ -321,9 +322,13 @@ class CatalogAdapter:
         }
 
     def _pause_resume(self) -> None:
+        # Records already fetched are taken into the queue rather than left in the client's
+        # buffer: pausing drops that buffer, and re-fetching from the middle of a batch is
+        # something the Tansu test broker cannot do. So a partition is paused only when its
+        # queue is long (memory stays bounded); polling goes on either way.
         with self._lock:
-            busy = [tp for tp, st in self._parts.items() if st.running or st.queue]
-            idle = [tp for tp, st in self._parts.items() if not (st.running or st.queue)]
+            busy = [tp for tp, st in self._parts.items() if len(st.queue) >= MAX_QUEUED]
+            idle = [tp for tp, st in self._parts.items() if len(st.queue) < MAX_QUEUED]
         try:
             if self.stop_event.is_set():
                 busy, idle = busy + idle, []
@@ -333,7 +338,8 @@ class CatalogAdapter:
                 self._consumer.resume(*idle)
         except Exception as exc:  # noqa: BLE001 - assignment changed under us
             log.debug("pause/resume: %s", exc)
-        self.metrics.in_flight.set(sum(1 for tp in busy if self._parts.get(tp, _Part()).running))
+        with self._lock:
+            self.metrics.in_flight.set(sum(1 for st in self._parts.values() if st.running))
 
     def _update_lag(self) -> None:
         self._last_lag = time.monotonic()
