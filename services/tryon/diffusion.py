@@ -19,7 +19,6 @@ Same entry point and result type as the geometric :class:`~services.tryon.pipeli
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import cv2
@@ -36,6 +35,7 @@ from services.tryon.pipeline import (
     UPPER,
     GarmentInput,
     RefineFn,
+    StageTimer,
     TryOnOptions,
     TryOnResult,
     check_garments,
@@ -287,7 +287,7 @@ class DiffusionTryOnPipeline:
             token.check(name)
             if progress:
                 progress(name)
-            return _Timer(timings, name)
+            return StageTimer(timings, name)
 
         with stage("person"):
             pa = self.analyzer.analyze(person, options.selection)
@@ -319,7 +319,7 @@ class DiffusionTryOnPipeline:
                 ys, xs = np.nonzero(mask)
                 mbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
                 box = crop_box([pa.box, mbox], self.size[0] / self.size[1])
-            with _Timer(timings, "diffusion" if len(analyses) == 1 else f"diffusion{n}"):
+            with StageTimer(timings, "diffusion" if len(analyses) == 1 else f"diffusion{n}"):
                 generated = self._generate(
                     image, mask, ga, box, steps, guidance, seed + n, token, progress
                 )
@@ -394,15 +394,3 @@ class DiffusionTryOnPipeline:
         alpha = np.clip(inside / (2.0 * sigma), 0.0, 1.0).astype(np.float32)
         alpha[protect | ~mask] = 0.0
         return alpha
-
-
-class _Timer:
-    def __init__(self, timings: dict[str, float], name: str) -> None:
-        self.timings, self.name = timings, name
-
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.t0

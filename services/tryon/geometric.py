@@ -31,29 +31,12 @@ class PartWarp:
 
 
 def _torso_points(lmk: dict[str, np.ndarray], targets: dict[str, np.ndarray]):
-    names = [
-        n
-        for n in (
-            "neck_l",
-            "neck_r",
-            "neck_front",
-            "shoulder_l",
-            "shoulder_r",
-            "armpit_l",
-            "armpit_r",
-            "hem_l",
-            "hem_r",
-        )
-        if n in lmk and n in targets
-    ]
-    src = [np.asarray(lmk[n], np.float64) for n in names]
-    dst = [targets[n] for n in names]
-    # Side seams and hem stay straight: add their midpoints.
-    for a, b in (("armpit_l", "hem_l"), ("armpit_r", "hem_r"), ("hem_l", "hem_r")):
-        if a in names and b in names:
-            src.append((np.asarray(lmk[a]) + np.asarray(lmk[b])) / 2)
-            dst.append((targets[a] + targets[b]) / 2)
-    return np.array(src), np.array(dst)
+    names = ["neck_l", "neck_r", "neck_front", "shoulder_l", "shoulder_r",
+             "armpit_l", "armpit_r", "hem_l", "hem_r"]  # fmt: skip
+    src = {k: np.asarray(v, np.float64) for k, v in lmk.items()}
+    # Side seams and hem stay straight: their midpoints are control points too.
+    return _pairs(src, targets, names, [("armpit_l", "hem_l"), ("armpit_r", "hem_r"),
+                                        ("hem_l", "hem_r")])  # fmt: skip
 
 
 def dress_top(

@@ -121,7 +121,7 @@ class TryOnPipeline:
             token.check(name)
             if progress:
                 progress(name)
-            return _Timer(timings, name)
+            return StageTimer(timings, name)
 
         check_garments(garments)
         with stage("person"):
@@ -175,7 +175,9 @@ class TryOnPipeline:
         )
 
 
-class _Timer:
+class StageTimer:
+    """Times a ``with`` block into ``timings[name]`` (adding up when a stage repeats)."""
+
     def __init__(self, timings: dict[str, float], name: str) -> None:
         self.timings, self.name = timings, name
 
@@ -184,7 +186,7 @@ class _Timer:
         return self
 
     def __exit__(self, *exc):
-        self.timings[self.name] = time.perf_counter() - self.t0
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.t0
 
 
 def check_garments(garments: list[GarmentInput]) -> None:
