@@ -302,3 +302,31 @@ def test_events_file_round_trip_and_errors(tmp_path):
     bad.write_text(path.read_text() + '{"eventId": 3, "nope": true}\n')
     with pytest.raises(InvalidInputError, match=r"bad.jsonl:4"):
         read_events(bad)
+
+
+def test_clips_through_the_animate_runner(tmp_path, embedded, small_models):
+    """DRAPE_CATALOG_CLIP_RUNNER=services.animate.catalog:make_clip_runner: an event asking
+    for clips gets, per model, an H.264 clip, its preview and its poster in the store."""
+    from services.catalog_adapter.runners import load_clip_runner
+    from services.common.video import decode_video
+
+    settings = load_settings(env={})
+    runner = load_clip_runner("services.animate.catalog:make_clip_runner", settings)
+    assert runner.backend == "skeletal"
+    garment = tmp_path / "tee.png"
+    Image.fromarray(draw_sample_garment(0, 256)).save(garment)
+    store = FileStore(tmp_path / "store")
+    jobs = JobRunner(
+        store, Rosters({"r": small_models}, "r"), embedded, runner, ReferenceReader(1 << 24)
+    )
+    res = jobs.attempt(sample_event(1, garment.as_uri(), prefix="clip", clips=True), CancelToken())
+    assert not res.failures, res.failures
+    kinds = sorted((a.model_id, a.kind) for a in res.ready)
+    for model in ("astronaut", "grace-hopper"):
+        for kind in (ev_pb.ASSET_KIND_STILL, ev_pb.ASSET_KIND_CLIP, ev_pb.ASSET_KIND_PREVIEW,
+                     ev_pb.ASSET_KIND_POSTER):  # fmt: skip
+            assert (model, kind) in kinds
+    mp4 = [k for k in store.list() if k.endswith(".mp4")]
+    assert len(mp4) == 2
+    video = decode_video((store.root / mp4[0]).read_bytes())
+    assert video.codec == "h264" and video.frame_count > 10

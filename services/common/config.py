@@ -366,7 +366,8 @@ class Settings:
     catalog_clip_runner: str = setting(
         "",
         env="DRAPE_CATALOG_CLIP_RUNNER",
-        help="module:factory returning the clip step; empty: clip requests fail with "
+        help="module:factory returning the clip step (in process: "
+        "services.animate.catalog:make_clip_runner); empty: clip requests fail with "
         "CLIPS_UNAVAILABLE",
     )
     catalog_workers: int = setting(
