@@ -7,6 +7,8 @@ SIGTERM test, which needs a real process to signal).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import threading
 import time
@@ -20,6 +22,34 @@ from services.common.errors import InvalidInputError  # noqa: E402
 from services.common.server import ServiceApp  # noqa: E402
 
 PROBE_SERVICE = "drape.test.Probe"
+
+
+def png(pixels) -> bytes:
+    """An RGB(A) array as PNG bytes (what a client uploads)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def serving(*apps, settings, ready_timeout: float = 120):
+    """A started server for ``apps`` on a free port and a channel to it, ready; stopped on
+    exit. For module-scoped fixtures (``conftest.make_server`` is per test)."""
+    from services.common.server import create_server
+
+    server, port = create_server("127.0.0.1:0", *apps, settings=settings)
+    server.start()
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 256 << 20)]
+    )
+    try:
+        assert server.wait_ready(ready_timeout), server.load_error
+        yield server, channel
+    finally:
+        channel.close()
+        server.stop(0)
 
 
 # What handlers noticed, for tests that check the server side of a call.

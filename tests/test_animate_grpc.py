@@ -21,15 +21,9 @@ from services.animate.server import AnimateApp
 from services.common.config import load_settings
 from services.common.video import decode_video, encode_mp4
 
-from helpers import error_details
+from helpers import error_details, png, serving
 
 S = operations_pb2.OperationState
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
 
 
 ASTRONAUT = png(data.astronaut())
@@ -37,20 +31,11 @@ ASTRONAUT = png(data.astronaut())
 
 @pytest.fixture(scope="module")
 def stub():
-    from services.common.server import create_server
-
     settings = load_settings(
         env={}, metrics_port=-1, grpc_address="127.0.0.1:0", motion_max_seconds=3.0
     )
-    server, port = create_server("127.0.0.1:0", AnimateApp(settings), settings=settings)
-    server.start()
-    assert server.wait_ready(120), server.load_error
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
-    )
-    yield pb_grpc.AnimateServiceStub(channel)
-    channel.close()
-    server.stop(0)
+    with serving(AnimateApp(settings), settings=settings, ready_timeout=120) as (_s, channel):
+        yield pb_grpc.AnimateServiceStub(channel)
 
 
 def finish(stub, op):

@@ -21,13 +21,7 @@ from services.neural.repository import ModelRef, ModelRepositoryError, open_mode
 from services.refiner import diffusion as RD
 from services.refiner.server import RefinerApp
 
-from helpers import error_details
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
+from helpers import error_details, png, serving
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +98,10 @@ def test_progress_and_cancellation_between_steps(refiner):
 
 @pytest.fixture(scope="module")
 def stub(model_dir):
-    from services.common.server import create_server
-
     settings = load_settings(env={}, metrics_port=-1, model_dir=str(model_dir),
                              refiner_request_backends="diffusion")  # fmt: skip
-    server, port = create_server("127.0.0.1:0", RefinerApp(settings), settings=settings)
-    server.start()
-    assert server.wait_ready(60), server.load_error
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield pb_grpc.RefinerServiceStub(channel)
-    channel.close()
-    server.stop(0)
+    with serving(RefinerApp(settings), settings=settings, ready_timeout=60) as (_s, channel):
+        yield pb_grpc.RefinerServiceStub(channel)
 
 
 def test_refine_over_grpc_with_the_diffusion_backend(stub):

@@ -27,15 +27,9 @@ from services.tryon.flatlays import draw_garment
 from services.tryon.pipeline import GarmentInput
 from services.tryon.server import TryOnApp
 
-from helpers import error_details
+from helpers import error_details, png, serving
 
 SIZE = {"tryon_diffusion_height": 64, "tryon_diffusion_width": 48}
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +42,6 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stub(model_dir):
     """Deployment default geometric; requests may ask for diffusion (the allow-list)."""
-    from services.common.server import create_server
-
     settings = load_settings(
         env={},
         metrics_port=-1,
@@ -60,15 +52,8 @@ def stub(model_dir):
         diffusion_max_steps=8,
         **SIZE,
     )
-    server, port = create_server("127.0.0.1:0", TryOnApp(settings), settings=settings)
-    server.start()
-    assert server.wait_ready(120), server.load_error
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
-    )
-    yield pb_grpc.TryOnServiceStub(channel)
-    channel.close()
-    server.stop(0)
+    with serving(TryOnApp(settings), settings=settings, ready_timeout=120) as (_s, channel):
+        yield pb_grpc.TryOnServiceStub(channel)
 
 
 def request(person, garment, **kw) -> pb.TryOnRequest:

@@ -20,6 +20,8 @@ from drape.refiner.v1 import refiner_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidInputError
 from services.refiner.classical import noise_sigma, refine
 
+from helpers import png
+
 
 def pasted(seed: int = 0):
     """The astronaut with a clean, flat red patch pasted on the torso."""
@@ -106,12 +108,6 @@ def test_bad_inputs(kw, reason, field):
     with pytest.raises(InvalidInputError) as ei:
         refine(**args)
     assert (ei.value.reason, ei.value.field) == (reason, field)
-
-
-def png(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def test_refiner_service(make_server):

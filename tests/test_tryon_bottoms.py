@@ -13,11 +13,13 @@ import pytest
 from skimage import data
 
 from services.common.analysis import person as P
+from services.common.analysis.garment import analyze_garment
 from services.common.errors import InvalidInputError
 from services.tryon import fit
 from services.tryon.figures import JEANS, SHIRT, draw_figure
 from services.tryon.flatlays import draw_garment
 from services.tryon.geometric import dress_bottom
+from services.tryon.parts import bottom_hips
 from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
 
 BROWN = (150, 100, 60)
@@ -69,8 +71,6 @@ def test_the_figure_is_a_full_body_person(figure_pa):
 
 @pytest.mark.parametrize("kind", ["trousers", "shorts", "skirt"])
 def test_bottom_landmarks_land_on_their_targets(figure_pa, kind):
-    from services.common.analysis.garment import analyze_garment
-
     ga = analyze_garment(draw_garment(kind, color=BROWN).image)
     assert ga.category == "bottom"
     layers, warps = dress_bottom(figure_pa, ga.rgba, ga.mask, dict(ga.landmarks), ga.length)
@@ -89,9 +89,10 @@ def test_bottom_landmarks_land_on_their_targets(figure_pa, kind):
             checked += 1
         assert checked >= 5, w.name
     # The waistband sits between the shoulders and the hip joints, centred on the body.
-    dst, _src, _ = fit.bottom_targets(figure_pa, dict(ga.landmarks) | (
-        __import__("services.tryon.parts", fromlist=["x"]).bottom_hips(ga.mask, ga.landmarks)
-        if kind != "skirt" else {}), ga.length)  # fmt: skip
+    lmk = dict(ga.landmarks)
+    if kind != "skirt":
+        lmk |= bottom_hips(ga.mask, lmk)
+    dst, _src, _ = fit.bottom_targets(figure_pa, lmk, ga.length)
     hip_y = (figure_pa.point(P.L_HIP)[1] + figure_pa.point(P.R_HIP)[1]) / 2
     sh_y = (figure_pa.point(P.L_SHOULDER)[1] + figure_pa.point(P.R_SHOULDER)[1]) / 2
     waist_y = (dst["waist_l"][1] + dst["waist_r"][1]) / 2

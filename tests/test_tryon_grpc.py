@@ -18,29 +18,14 @@ from services.common.config import load_settings
 from services.tryon.flatlays import draw_garment
 from services.tryon.server import TryOnApp
 
-from helpers import error_details
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
+from helpers import error_details, png, serving
 
 
 @pytest.fixture(scope="module")
 def stub():
-    from services.common.server import create_server
-
     settings = load_settings(env={}, metrics_port=-1, grpc_address="127.0.0.1:0")
-    server, port = create_server("127.0.0.1:0", TryOnApp(settings), settings=settings)
-    server.start()
-    assert server.wait_ready(120), server.load_error
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
-    )
-    yield pb_grpc.TryOnServiceStub(channel)
-    channel.close()
-    server.stop(0)
+    with serving(TryOnApp(settings), settings=settings, ready_timeout=120) as (_s, channel):
+        yield pb_grpc.TryOnServiceStub(channel)
 
 
 def request(person: np.ndarray, *garments: np.ndarray, **kw) -> pb.TryOnRequest:

@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 import torch
 
-from services.common.analysis import garment as G
 from services.common.analysis import person as P
 from services.common.context import CancelToken
 from services.common.errors import ConfigError, InvalidInputError
@@ -38,8 +37,9 @@ from services.tryon.pipeline import (
     StageTimer,
     TryOnOptions,
     TryOnResult,
+    analyze_inputs,
     check_garments,
-    check_outfit,
+    stage_timer,
 )
 
 BACKEND = "diffusion"
@@ -282,26 +282,8 @@ class DiffusionTryOnPipeline:
             else int(np.random.default_rng().integers(2**31))
         )
         timings: dict[str, float] = {}
-
-        def stage(name: str):
-            token.check(name)
-            if progress:
-                progress(name)
-            return StageTimer(timings, name)
-
-        with stage("person"):
-            pa = self.analyzer.analyze(person, options.selection)
-        analyses = []
-        for i, g in enumerate(garments):
-            with stage(f"garment{i}" if len(garments) > 1 else "garment"):
-                try:
-                    analyses.append(G.analyze_garment(g.image, g.category))
-                except InvalidInputError as exc:
-                    exc.field = f"garments[{i}].{exc.field or 'flat_lay'}".replace(
-                        ".garment", ".flat_lay"
-                    )
-                    raise
-        check_outfit(analyses, pa)
+        stage = stage_timer(timings, token, progress)
+        pa, analyses = analyze_inputs(self.analyzer, person, garments, options.selection, stage)
 
         image = person.copy()
         alpha_all = np.zeros(pa.size, np.float32)

@@ -111,7 +111,7 @@ def split_bottom(mask: np.ndarray, lmk: dict[str, np.ndarray]) -> dict[str, np.n
     left = (cols < cx).astype(np.float32)
     m = mask.astype(np.float32)
     return {
-        "waist": m * above * np.ones((1, w), np.float32),
+        "waist": m * above,
         "leg_l": m * below * left,
         "leg_r": m * below * (1.0 - left),
     }

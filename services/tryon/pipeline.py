@@ -116,27 +116,11 @@ class TryOnPipeline:
         options = options or TryOnOptions()
         token = token or CancelToken()
         timings: dict[str, float] = {}
-
-        def stage(name: str):
-            token.check(name)
-            if progress:
-                progress(name)
-            return StageTimer(timings, name)
-
+        stage = stage_timer(timings, token, progress)
         check_garments(garments)
-        with stage("person"):
-            pa = self.analyzer.analyze(person, options.selection)
-        analyses = []
-        for i, g in enumerate(garments):
-            with stage(f"garment{i}" if len(garments) > 1 else "garment"):
-                try:
-                    analyses.append(G.analyze_garment(g.image, g.category, self.segmenter))
-                except InvalidInputError as exc:
-                    exc.field = f"garments[{i}].{exc.field or 'flat_lay'}".replace(
-                        ".garment", ".flat_lay"
-                    )
-                    raise
-        check_outfit(analyses, pa)
+        pa, analyses = analyze_inputs(
+            self.analyzer, person, garments, options.selection, stage, self.segmenter
+        )
         warnings = list(pa.warnings)
         layers = []
         warps = []
@@ -173,6 +157,52 @@ class TryOnPipeline:
             refined=refined,
             debug=debug,
         )
+
+
+def stage_timer(
+    timings: dict[str, float], token: CancelToken, progress: Callable[[str], None] | None
+) -> Callable[[str], StageTimer]:
+    """``stage(name)``: checks ``token``, reports ``name`` to ``progress`` and times the
+    ``with`` block into ``timings``."""
+
+    def stage(name: str) -> StageTimer:
+        token.check(name)
+        if progress:
+            progress(name)
+        return StageTimer(timings, name)
+
+    return stage
+
+
+def analyze_inputs(
+    analyzer: P.PersonAnalyzer,
+    person: np.ndarray,
+    garments: list[GarmentInput],
+    selection: P.PersonSelection,
+    stage: Callable[[str], StageTimer],
+    segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[P.PersonAnalysis, list[G.GarmentAnalysis]]:
+    """Person and garment analysis shared by every try-on backend, each a timed stage;
+    a garment's refusal names its place in the request (``garments[i].flat_lay``).
+
+    Raises:
+        InvalidInputError: the person and garment analysis refusals,
+            GARMENT_CATEGORY_CONFLICT for an outfit that is not one top and one bottom.
+    """
+    with stage("person"):
+        pa = analyzer.analyze(person, selection)
+    analyses = []
+    for i, g in enumerate(garments):
+        with stage(f"garment{i}" if len(garments) > 1 else "garment"):
+            try:
+                analyses.append(G.analyze_garment(g.image, g.category, segmenter))
+            except InvalidInputError as exc:
+                exc.field = f"garments[{i}].{exc.field or 'flat_lay'}".replace(
+                    ".garment", ".flat_lay"
+                )
+                raise
+    check_outfit(analyses, pa)
+    return pa, analyses
 
 
 class StageTimer:
