@@ -38,7 +38,11 @@ Usage::
 
     python benchmarks/quality_real.py --data ../shared/devset [--out out/bench]
         [--garments-only] [--limit N] [--persons p01,p13] [--garments g01,g22]
-        [--no-refine] [--quick]
+        [--no-refine] [--hints] [--quick]
+
+``--hints`` sends each garment's labels as the request's hints (category, and sleeve and
+length where the request has them): the try-on apart from garment understanding, for
+looking at the shopper's side. The headline figures are the run without it.
 
 Writes ``OUT/quality_real.json`` and the sheets. Without the devset it says so and exits 0
 (``run_all.py`` runs every ``quality_*.py``; CI has no devset).
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -422,7 +427,25 @@ def plan_pairs(persons: list[dict], garments: list[dict]) -> list[tuple[dict, di
     return pairs
 
 
-def run_pairs(pipe, pairs, photos, flats, refine: bool, thumbs: dict) -> list[dict]:
+def garment_input(flat: np.ndarray, label: dict, hints: bool) -> GarmentInput:
+    """The request's garment; with ``hints``, the label's category (and sleeve and length
+    where ``GarmentInput`` has those fields) as the request's hints, to look at the try-on
+    apart from garment understanding."""
+    if not hints:
+        return GarmentInput(flat)
+    names = {f.name for f in dataclasses.fields(GarmentInput)}
+    kw: dict[str, object] = {"category": label["category"]}
+    if "sleeve" in names and label.get("sleeve"):
+        kw["sleeve"] = {"none": "sleeveless"}.get(label["sleeve"], label["sleeve"])
+    if "length" in names and label.get("length"):
+        kw["length"] = label["length"]
+    return GarmentInput(flat, **kw)
+
+
+def run_pairs(
+    pipe, pairs, photos, flats, refine: bool, thumbs: dict, hints: bool = False
+) -> list[dict]:
+    """Run every pair through the pipeline; one row per pair, a thumbnail per still."""
     rows = []
     t_start = time.perf_counter()
     for i, (p, g) in enumerate(pairs, 1):
@@ -436,7 +459,7 @@ def run_pairs(pipe, pairs, photos, flats, refine: bool, thumbs: dict) -> list[di
         }
         t0 = time.perf_counter()
         try:
-            res = pipe.run(photo, [GarmentInput(flat)], TryOnOptions(refine=refine))
+            res = pipe.run(photo, [garment_input(flat, g, hints)], TryOnOptions(refine=refine))
         except InvalidInputError as exc:
             row.update(outcome="refused", reason=exc.reason, message=exc.message)
             img = None
@@ -635,6 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--persons", default=None, help="comma-separated ids (p01,p13)")
     parser.add_argument("--garments", default=None, help="comma-separated ids (g01,g22)")
     parser.add_argument("--no-refine", action="store_true", help="try-on without the refiner")
+    parser.add_argument(
+        "--hints",
+        action="store_true",
+        help="send the labels as request hints (try-on apart from garment understanding)",
+    )
     parser.add_argument("--no-memo", action="store_true", help="re-analyse inputs every pair")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 pairs")
     args = parser.parse_args(argv)
@@ -701,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             pipe = TryOnPipeline(MemoAnalyzer(P.PersonAnalyzer()), refine_fn=make_refine_fn())
             thumbs: dict[tuple[str, str], np.ndarray] = {}
-            prows = run_pairs(pipe, pairs, photos, flats, not args.no_refine, thumbs)
+            prows = run_pairs(pipe, pairs, photos, flats, not args.no_refine, thumbs, args.hints)
             summary = summarise_pairs(prows)
             flat_thumbs = {gid: _fit(img, FLAT_W, TILE_H) for gid, img in flats.items()}
             sheets = write_sheets(prows, flat_thumbs, thumbs, args.out / "quality_real")
