@@ -69,7 +69,7 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
     from services.common.analysis.person import PersonAnalyzer
     from services.common.images import ImageLimits, decode_image, encode_image
     from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline
-    from services.tryon.server import make_refine_fn
+    from services.tryon.server import load_segmenter, make_refine_fn
 
     settings = load_settings()
     limits = ImageLimits.from_settings(settings)
@@ -78,15 +78,38 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
         with open(path, "rb") as fh:
             return decode_image(fh.read(), limits, field=field)
 
-    person = read(args.person, args.person).rgb()
     cats = args.category or []
     if len(cats) > len(args.garments):
         print("drape tryon: more --category values than garments", file=sys.stderr)
         return 2
+    ids = args.garment_id or []
+    if not (args.garments or ids):
+        print("drape tryon: give a GARMENT flat-lay or --garment-id", file=sys.stderr)
+        return 2
+    if args.server:
+        if args.animate or args.debug_dir:
+            print("drape tryon: --animate and --debug-dir run in process only", file=sys.stderr)
+            return 2
+        from services.tryon.cli import tryon_remote
+
+        return tryon_remote(args, settings)
+    garments = []
+    if ids:  # registered with `drape garments register`: kept in the local store
+        from services.tryon import registry as R
+        from services.tryon.cli import cli_registry
+
+        registry = cli_registry(args, settings)
+        for i, gid in enumerate(ids):
+            field = f"--garment-id[{i}]"
+            analysis = registry.get(R.check_garment_id(gid, field))
+            if analysis is None:
+                raise R.unknown_id(gid, field)
+            garments.append(GarmentInput(None, analysis=analysis))
+    person = read(args.person, args.person).rgb()
     garments = [
         GarmentInput(read(g, g).pixels, cats[i] if i < len(cats) else None)
         for i, g in enumerate(args.garments)
-    ]
+    ] + garments
     stages = ["person", *(["garment"] if len(garments) == 1 else [f"garment{i}" for i in range(len(garments))]),
               "warp", "composite", "refine"]  # fmt: skip
     bar = tqdm(total=len(stages), desc="try-on", unit="stage", disable=args.quiet)
@@ -96,7 +119,7 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
         bar.update(1)
 
     refine_fn = None if args.no_refine else make_refine_fn()
-    pipe = TryOnPipeline(PersonAnalyzer(), refine_fn=refine_fn)
+    pipe = TryOnPipeline(PersonAnalyzer(), refine_fn=refine_fn, segmenter=load_segmenter(settings))
     options = TryOnOptions(refine=not args.no_refine, debug=bool(args.debug_dir), tuck=args.tuck)
     try:
         result = pipe.run(person, garments, options, progress=progress)
@@ -179,10 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("person", help="shopper photo (JPEG, PNG, WebP, BMP, TIFF)")
     p.add_argument(
         "garments",
-        nargs="+",
+        nargs="*",
         metavar="GARMENT",
         help="flat-lay image(s): a garment, or a top and a bottom",
     )
+    p.add_argument("--garment-id", action="append", metavar="ID",
+                   help="a garment registered with `drape garments register` (repeatable; "
+                        "instead of or beside a flat-lay)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="output still (.png, .jpg or .webp)")
     p.add_argument("--category", action="append", choices=["top", "bottom", "dress", "outerwear"],
                    help="override the detected category, once per garment in order")  # fmt: skip
@@ -194,7 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--animate", metavar="MOTION",
                    help="then make a clip of the still with this motion (see `drape motions`)")  # fmt: skip
     p.add_argument("--clip", help="with --animate: the clip's path (default: OUTPUT with .mp4)")
+    from services.tryon.cli import add_commands as add_garments_commands
+    from services.tryon.cli import add_location_args
+
+    add_location_args(p)  # --server, --store
     p.set_defaults(func=_cmd_tryon)
+
+    add_garments_commands(sub)  # drape garments register
 
     from services.animate.cli import add_commands as add_animate_commands
 

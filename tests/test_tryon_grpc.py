@@ -96,7 +96,12 @@ def test_tryon_on_a_real_photo(stub):
             "quality",
         ),
         (
-            lambda: pb.TryOnRequest(person=common_pb2.Image(data=b"junk"), garments=[pb.Garment()]),
+            lambda: pb.TryOnRequest(
+                person=common_pb2.Image(data=b"junk"),
+                garments=[
+                    pb.Garment(flat_lay=common_pb2.Image(data=png(draw_garment("tank").image)))
+                ],
+            ),
             "IMAGE_UNRECOGNIZED",
             "person.data",
         ),

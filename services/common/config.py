@@ -300,6 +300,20 @@ class Settings:
         env="DRAPE_GARMENT_SAM_MODEL",
         help="name/version in DRAPE_MODEL_DIR of the SAM checkpoint (kind garment-sam)",
     )
+    garment_cache_size: int = setting(
+        64,
+        env="DRAPE_GARMENT_CACHE_SIZE",
+        help="registered garment analyses kept in process (LRU; a few MB each: the cut-out "
+        "and its mask)",
+        min=1,
+        max=100_000,
+    )
+    garment_store: str = setting(
+        "",
+        env="DRAPE_GARMENT_STORE",
+        help="store shared by replicas for registered garment analyses: file://PATH or "
+        "s3://BUCKET/PREFIX (S3 through DRAPE_CATALOG_S3_*); empty: in process only",
+    )
     neural_runtime: Literal["torch", "onnxruntime"] = setting(
         "torch",
         env="DRAPE_NEURAL_RUNTIME",
@@ -418,6 +432,14 @@ class Settings:
             )
         if self.catalog_asset_store.startswith("s3://") and not self.catalog_s3_endpoint:
             raise ConfigError("DRAPE_CATALOG_S3_ENDPOINT", "required for an s3:// asset store")
+        if self.garment_store and not self.garment_store.startswith(("file://", "s3://")):
+            raise ConfigError(
+                "DRAPE_GARMENT_STORE",
+                f"invalid value {self.garment_store!r}: expected file://PATH or "
+                "s3://BUCKET/PREFIX (or empty)",
+            )
+        if self.garment_store.startswith("s3://") and not self.catalog_s3_endpoint:
+            raise ConfigError("DRAPE_CATALOG_S3_ENDPOINT", "required for an s3:// garment store")
         if self.catalog_pipeline == "grpc":
             check_address("DRAPE_CATALOG_TRYON_ADDRESS", self.catalog_tryon_address)
 

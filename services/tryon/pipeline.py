@@ -30,10 +30,24 @@ UPPER = ("top", "dress", "outerwear")
 
 @dataclasses.dataclass
 class GarmentInput:
-    """One garment of a request: its decoded flat-lay and an optional category override."""
+    """One garment of a request: its decoded flat-lay and optional hints, or the analysis
+    made earlier (a registered garment, :mod:`services.tryon.registry`).
 
-    image: np.ndarray
+    Attributes:
+        image: ``H x W x 3|4`` uint8 flat-lay; may be None when ``analysis`` is given.
+        category: category hint: ``"top"``, ``"bottom"``, ``"dress"`` or ``"outerwear"``.
+        sleeve: sleeve hint: ``"sleeveless"``, ``"short"`` or ``"long"``.
+        length: length hint: ``"cropped"``, ``"regular"`` or ``"long"`` (relative to the
+            category; see ``proto/drape/tryon/v1/tryon_service.proto`` ``Garment``).
+        analysis: the garment's analysis, already made with these hints; when set the
+            garment is not analysed again and ``image`` and the hints are not read.
+    """
+
+    image: np.ndarray | None
     category: str | None = None
+    sleeve: str | None = None
+    length: str | None = None
+    analysis: G.GarmentAnalysis | None = None
 
 
 @dataclasses.dataclass
@@ -194,8 +208,11 @@ def analyze_inputs(
     analyses = []
     for i, g in enumerate(garments):
         with stage(f"garment{i}" if len(garments) > 1 else "garment"):
+            if g.analysis is not None:  # registered: analysed once, earlier
+                analyses.append(g.analysis)
+                continue
             try:
-                analyses.append(G.analyze_garment(g.image, g.category, segmenter))
+                analyses.append(analyze_garment_input(g, segmenter))
             except InvalidInputError as exc:
                 exc.field = f"garments[{i}].{exc.field or 'flat_lay'}".replace(
                     ".garment", ".flat_lay"
@@ -203,6 +220,19 @@ def analyze_inputs(
                 raise
     check_outfit(analyses, pa)
     return pa, analyses
+
+
+def analyze_garment_input(
+    g: GarmentInput, segmenter: Callable[[np.ndarray], np.ndarray] | None = None
+) -> G.GarmentAnalysis:
+    """The analysis of one garment's flat-lay with its hints (what :func:`analyze_inputs`
+    and garment registration run).
+
+    Raises:
+        InvalidInputError: the garment analysis refusals (fields ``garment``, ``category``…
+            relative to the garment).
+    """
+    return G.analyze_garment(g.image, g.category, segmenter, sleeve=g.sleeve, length=g.length)
 
 
 class StageTimer:

@@ -21,56 +21,58 @@ from services.common.interceptors import cancel_token
 from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.server import ServiceApp
 from services.tryon import geometric
+from services.tryon import hints as H
+from services.tryon import registry as R
 from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline, check_garments
 
 log = logging.getLogger("drape.tryon")
 
 BACKENDS = ("", geometric.BACKEND)
-_CATEGORY = {
-    pb.GARMENT_CATEGORY_UNSPECIFIED: None,
-    pb.GARMENT_CATEGORY_TOP: "top",
-    pb.GARMENT_CATEGORY_BOTTOM: "bottom",
-    pb.GARMENT_CATEGORY_DRESS: "dress",
-    pb.GARMENT_CATEGORY_OUTERWEAR: "outerwear",
-}
-_CATEGORY_ENUM = {v: k for k, v in _CATEGORY.items() if v}
-_SLEEVE = {
-    "sleeveless": pb.SLEEVE_LENGTH_SLEEVELESS,
-    "short": pb.SLEEVE_LENGTH_SHORT,
-    "long": pb.SLEEVE_LENGTH_LONG,
-}
-# The analysis tells cropped / regular / long; the contract's scale is finer. Regular tops
-# end at the hip, long ones mid-thigh; a long dress reaches the knee; long trousers the ankle.
-_LENGTH = {
-    ("top", "cropped"): pb.GARMENT_LENGTH_CROPPED,
-    ("top", "regular"): pb.GARMENT_LENGTH_HIP,
-    ("top", "long"): pb.GARMENT_LENGTH_THIGH,
-    ("outerwear", "cropped"): pb.GARMENT_LENGTH_WAIST,
-    ("outerwear", "regular"): pb.GARMENT_LENGTH_HIP,
-    ("outerwear", "long"): pb.GARMENT_LENGTH_KNEE,
-    ("dress", "cropped"): pb.GARMENT_LENGTH_THIGH,
-    ("dress", "regular"): pb.GARMENT_LENGTH_KNEE,
-    ("dress", "long"): pb.GARMENT_LENGTH_ANKLE,
-    ("bottom", "cropped"): pb.GARMENT_LENGTH_THIGH,
-    ("bottom", "regular"): pb.GARMENT_LENGTH_KNEE,
-    ("bottom", "long"): pb.GARMENT_LENGTH_ANKLE,
-}
 
 
 def _box(x0: int, y0: int, x1: int, y1: int) -> pb.BoundingBox:
     return pb.BoundingBox(x=int(x0), y=int(y0), width=int(x1 - x0), height=int(y1 - y0))
 
 
-def validate(request: pb.TryOnRequest, backends: tuple[str, ...] = BACKENDS) -> None:
+def garment_pb(ga) -> pb.GarmentAnalysis:
+    """The contract's ``GarmentAnalysis`` of an analysis."""
+    return pb.GarmentAnalysis(
+        category=H.CATEGORY_ENUM[ga.category],
+        category_from_request=ga.category_source == "request",
+        sleeve_length=H.SLEEVE_REPORTED.get(ga.sleeve or "", pb.SLEEVE_LENGTH_UNSPECIFIED),
+        garment_length=H.LENGTH_REPORTED.get(
+            (ga.category, ga.length), pb.GARMENT_LENGTH_UNSPECIFIED
+        ),
+        box=_box(*ga.bbox),
+        confidence=float(ga.confidence),
+    )
+
+
+def _check_enum(value: int, enum, field: str) -> None:
+    if value not in enum.values():
+        raise InvalidInputError(
+            "OPTION_OUT_OF_RANGE",
+            f"{field} {value} is not a {enum.DESCRIPTOR.name} value; expected one of "
+            f"{', '.join(f'{n} ({v})' for n, v in enum.items())}",
+            field=field,
+        )
+
+
+def validate(request: pb.TryOnRequest, backends: tuple[str, ...] = BACKENDS) -> list[R.Hints]:
     """Checks that need no decoding, run before any heavy work.
 
     Args:
         request: the call.
         backends: names a request may give (``""`` is the deployment's default).
 
+    Returns:
+        Each garment's checked hints, in request order (empty hints for a garment_id).
+
     Raises:
         InvalidInputError: BACKEND_UNAVAILABLE, OPTION_OUT_OF_RANGE, NO_GARMENTS,
-            TOO_MANY_GARMENTS.
+            TOO_MANY_GARMENTS, GARMENT_SOURCE_MISSING, GARMENT_SOURCE_CONFLICT,
+            GARMENT_ID_INVALID, GARMENT_HINT_CONFLICT, GARMENT_HINT_INCOMPLETE,
+            GARMENT_CATEGORY_INVALID, GARMENT_SLEEVE_INVALID, GARMENT_LENGTH_INVALID.
     """
     if request.backend not in backends:
         raise InvalidInputError(
@@ -83,7 +85,46 @@ def validate(request: pb.TryOnRequest, backends: tuple[str, ...] = BACKENDS) -> 
         raise InvalidInputError(
             "OPTION_OUT_OF_RANGE", f"quality must be 0-100, got {request.quality}", field="quality"
         )
+    _check_enum(request.tuck, pb.TuckStyle, "tuck")
+    _check_enum(request.person_selection, pb.PersonSelection, "person_selection")
+    _check_enum(request.output_format, common_pb2.ImageFormat, "output_format")
     check_garments(list(request.garments))  # counts only: before decoding anything
+    return [check_garment(g, f"garments[{i}]") for i, g in enumerate(request.garments)]
+
+
+def check_garment(g: pb.Garment, path: str) -> R.Hints:
+    """One garment of a request: exactly one source, a well-formed id, known hints.
+
+    Raises:
+        InvalidInputError: GARMENT_SOURCE_MISSING, GARMENT_SOURCE_CONFLICT (field ``path``),
+            GARMENT_ID_INVALID, GARMENT_HINT_CONFLICT and the hint refusals of
+            :func:`services.tryon.hints.hints_from_proto`.
+    """
+    has_flat, has_id = g.HasField("flat_lay"), bool(g.garment_id)
+    if not (has_flat or has_id):
+        raise InvalidInputError(
+            "GARMENT_SOURCE_MISSING",
+            f"{path} has neither flat_lay nor garment_id; send exactly one",
+            field=path,
+        )
+    if has_flat and has_id:
+        raise InvalidInputError(
+            "GARMENT_SOURCE_CONFLICT",
+            f"{path} has both flat_lay and garment_id; send exactly one",
+            field=path,
+        )
+    if has_id:
+        R.check_garment_id(g.garment_id, f"{path}.garment_id")
+        hint = H.any_hint(g.category, g.sleeve, g.length)
+        if hint:
+            raise InvalidInputError(
+                "GARMENT_HINT_CONFLICT",
+                f"{path}.{hint} sent with a garment_id: a registered garment keeps the hints "
+                "it was registered with; register the flat-lay again with these hints",
+                field=f"{path}.{hint}",
+            )
+        return R.Hints()
+    return H.hints_from_proto(g.category, g.sleeve, g.length, f"{path}.")
 
 
 class TryOnServicer(pb_grpc.TryOnServiceServicer):
@@ -93,15 +134,35 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
         self.app = app
 
     def TryOn(self, request, context):  # noqa: N802 - gRPC method name
-        validate(request, self.app.request_backends)
+        hints = validate(request, self.app.request_backends)
         pipeline, extra, warnings = self.app.backend_for(request)
+        registry = self.app.registry
         t0 = time.perf_counter()
+        # Registered garments first: an unknown id is refused before any decoding.
+        known = {}
+        for i, g in enumerate(request.garments):
+            if g.garment_id:
+                known[i] = registry.get(g.garment_id)
+                if known[i] is None:
+                    raise R.unknown_id(g.garment_id, f"garments[{i}].garment_id")
         limits = self.app.image_limits
         person = decode_image(request.person.data, limits, field="person.data").rgb()
-        garments = []
+        garments, fresh = [], {}
         for i, g in enumerate(request.garments):
+            if i in known:
+                garments.append(GarmentInput(None, analysis=known[i]))
+                continue
+            # The same bytes and hints analysed before (in this process) are not analysed
+            # again; the flat-lay is not even decoded.
+            gid = registry.id_for(g.flat_lay.data, hints[i])
+            cached = registry.get(gid, use_store=False)
+            if cached is not None:
+                garments.append(GarmentInput(None, analysis=cached))
+                continue
             img = decode_image(g.flat_lay.data, limits, field=f"garments[{i}].flat_lay.data")
-            garments.append(GarmentInput(img.pixels, _CATEGORY[g.category]))
+            h = hints[i]
+            garments.append(GarmentInput(img.pixels, h.category, h.sleeve, h.length))
+            fresh[i] = gid
         decode_s = time.perf_counter() - t0
         options = TryOnOptions(
             refine=request.refine if request.HasField("refine") else True,
@@ -113,8 +174,10 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
             tuck="tucked" if request.tuck == pb.TUCK_STYLE_TUCKED else "untucked",
         )
         result = pipeline.run(person, garments, options, token=cancel_token(context), **extra)
+        for i, gid in fresh.items():
+            registry.put(gid, result.garments[i], persist=False)
         t1 = time.perf_counter()
-        fmt = FORMAT_NAMES.get(request.output_format, "PNG")
+        fmt = FORMAT_NAMES[request.output_format]
         quality = request.quality or 92
         data = encode_image(result.image, fmt, quality)
         timings = {"decode": decode_s, **result.timings, "encode": time.perf_counter() - t1}
@@ -150,14 +213,7 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
             )
         )
         for ga in result.garments:
-            resp.garments.add(
-                category=_CATEGORY_ENUM[ga.category],
-                category_from_request=ga.category_source == "request",
-                sleeve_length=_SLEEVE.get(ga.sleeve or "", pb.SLEEVE_LENGTH_UNSPECIFIED),
-                garment_length=_LENGTH.get((ga.category, ga.length), pb.GARMENT_LENGTH_UNSPECIFIED),
-                box=_box(*ga.bbox),
-                confidence=float(ga.confidence),
-            )
+            resp.garments.append(garment_pb(ga))
         meta = response_meta(result.backend, result.backend_version, timings)
         if hasattr(result, "seed"):  # a diffusion backend ran
             resp.diffusion_seed = result.seed
@@ -165,6 +221,26 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
             meta.warnings.add(reason=reason, message=message)
         resp.meta.CopyFrom(meta)
         return resp
+
+    def RegisterGarment(self, request, context):  # noqa: N802 - gRPC method name
+        if not request.HasField("flat_lay"):
+            raise InvalidInputError(
+                "GARMENT_SOURCE_MISSING", "flat_lay is required", field="flat_lay"
+            )
+        hints = H.hints_from_proto(request.category, request.sleeve, request.length)
+        reg = R.register_garment(
+            self.app.registry,
+            request.flat_lay.data,
+            hints,
+            self.app.image_limits,
+            self.app.pipeline.segmenter,
+        )
+        return pb.RegisterGarmentResponse(
+            meta=response_meta("", self.app.registry.version, reg.timings),
+            garment_id=reg.garment_id,
+            analysis=garment_pb(reg.analysis),
+            cached=reg.cached,
+        )
 
 
 class TryOnApp(ServiceApp):
@@ -182,6 +258,8 @@ class TryOnApp(ServiceApp):
         self.default_backend = settings.tryon_backend
         self.request_backends = ("", settings.tryon_backend, *settings.tryon_request_backends)
         self.diffusion = None
+        # Registered garments (RegisterGarment, Garment.garment_id): opened in load().
+        self.registry: R.GarmentRegistry | None = None
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         pb_grpc.add_TryOnServiceServicer_to_server(TryOnServicer(self), server)
@@ -195,6 +273,7 @@ class TryOnApp(ServiceApp):
                 raise ConfigError(
                     "DRAPE_TRYON_REQUEST_BACKENDS", f"unknown try-on backend {name!r}"
                 )
+        self.registry = R.registry_from_settings(self.settings)
         self.pipeline = TryOnPipeline(
             P.PersonAnalyzer(), refine_fn=make_refine_fn(), segmenter=load_segmenter(self.settings)
         )

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from drape.common.v1 import common_pb2 as drape_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"drape/tryon/v1/tryon_service.proto\x12\x0e\x64rape.tryon.v1\x1a\x1c\x64rape/common/v1/common.proto\"f\n\x07Garment\x12(\n\x08\x66lat_lay\x18\x01 \x01(\x0b\x32\x16.drape.common.v1.Image\x12\x31\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\"m\n\x10\x44iffusionOptions\x12\r\n\x05steps\x18\x01 \x01(\x05\x12\x1b\n\x0eguidance_scale\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\x11\n\x0f_guidance_scaleB\x07\n\x05_seed\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"\xbe\x01\n\x0ePersonAnalysis\x12(\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x1b.drape.tryon.v1.BoundingBox\x12,\n\x07\x66raming\x18\x02 \x01(\x0e\x32\x1b.drape.tryon.v1.BodyFraming\x12&\n\x06\x66\x61\x63ing\x18\x03 \x01(\x0e\x32\x16.drape.tryon.v1.Facing\x12\x18\n\x10persons_detected\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\"\x8d\x02\n\x0fGarmentAnalysis\x12\x31\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\x12\x1d\n\x15\x63\x61tegory_from_request\x18\x02 \x01(\x08\x12\x33\n\rsleeve_length\x18\x03 \x01(\x0e\x32\x1c.drape.tryon.v1.SleeveLength\x12\x35\n\x0egarment_length\x18\x04 \x01(\x0e\x32\x1d.drape.tryon.v1.GarmentLength\x12(\n\x03\x62ox\x18\x05 \x01(\x0b\x32\x1b.drape.tryon.v1.BoundingBox\x12\x12\n\nconfidence\x18\x06 \x01(\x02\"\xe5\x03\n\x0cTryOnRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12&\n\x06person\x18\x03 \x01(\x0b\x32\x16.drape.common.v1.Image\x12)\n\x08garments\x18\x04 \x03(\x0b\x32\x17.drape.tryon.v1.Garment\x12\'\n\x04tuck\x18\x05 \x01(\x0e\x32\x19.drape.tryon.v1.TuckStyle\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x13\n\x06refine\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x33\n\routput_format\x18\x08 \x01(\x0e\x32\x1c.drape.common.v1.ImageFormat\x12\x0f\n\x07quality\x18\t \x01(\x05\x12\x10\n\x08lossless\x18\n \x01(\x08\x12\x1b\n\x13return_garment_mask\x18\x0b \x01(\x08\x12\x39\n\x10person_selection\x18\x0c \x01(\x0e\x32\x1f.drape.tryon.v1.PersonSelection\x12\x33\n\tdiffusion\x18\r \x01(\x0b\x32 .drape.tryon.v1.DiffusionOptionsB\t\n\x07_refine\"\xb5\x02\n\rTryOnResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12%\n\x05image\x18\x02 \x01(\x0b\x32\x16.drape.common.v1.Image\x12,\n\x0cgarment_mask\x18\x03 \x01(\x0b\x32\x16.drape.common.v1.Image\x12.\n\x06person\x18\x04 \x01(\x0b\x32\x1e.drape.tryon.v1.PersonAnalysis\x12\x31\n\x08garments\x18\x05 \x03(\x0b\x32\x1f.drape.tryon.v1.GarmentAnalysis\x12\x1b\n\x0e\x64iffusion_seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07refined\x18\x07 \x01(\x08\x42\x11\n\x0f_diffusion_seed*\xa6\x01\n\x0fGarmentCategory\x12 \n\x1cGARMENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x18\n\x14GARMENT_CATEGORY_TOP\x10\x01\x12\x1b\n\x17GARMENT_CATEGORY_BOTTOM\x10\x02\x12\x1a\n\x16GARMENT_CATEGORY_DRESS\x10\x03\x12\x1e\n\x1aGARMENT_CATEGORY_OUTERWEAR\x10\x04*W\n\tTuckStyle\x12\x1a\n\x16TUCK_STYLE_UNSPECIFIED\x10\x00\x12\x15\n\x11TUCK_STYLE_TUCKED\x10\x01\x12\x17\n\x13TUCK_STYLE_UNTUCKED\x10\x02*~\n\x0fPersonSelection\x12 \n\x1cPERSON_SELECTION_UNSPECIFIED\x10\x00\x12#\n\x1fPERSON_SELECTION_MOST_PROMINENT\x10\x01\x12$\n PERSON_SELECTION_REFUSE_MULTIPLE\x10\x02*c\n\x0b\x42odyFraming\x12\x1c\n\x18\x42ODY_FRAMING_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42ODY_FRAMING_HALF_BODY\x10\x01\x12\x1a\n\x16\x42ODY_FRAMING_FULL_BODY\x10\x02*q\n\x06\x46\x61\x63ing\x12\x16\n\x12\x46\x41\x43ING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46\x41\x43ING_FRONT\x10\x01\x12\x18\n\x14\x46\x41\x43ING_THREE_QUARTER\x10\x02\x12\x12\n\x0e\x46\x41\x43ING_PROFILE\x10\x03\x12\x0f\n\x0b\x46\x41\x43ING_BACK\x10\x04*\x9d\x01\n\x0cSleeveLength\x12\x1d\n\x19SLEEVE_LENGTH_UNSPECIFIED\x10\x00\x12\x1c\n\x18SLEEVE_LENGTH_SLEEVELESS\x10\x01\x12\x17\n\x13SLEEVE_LENGTH_SHORT\x10\x02\x12\x1f\n\x1bSLEEVE_LENGTH_THREE_QUARTER\x10\x03\x12\x16\n\x12SLEEVE_LENGTH_LONG\x10\x04*\xfd\x01\n\rGarmentLength\x12\x1e\n\x1aGARMENT_LENGTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16GARMENT_LENGTH_CROPPED\x10\x01\x12\x18\n\x14GARMENT_LENGTH_WAIST\x10\x02\x12\x16\n\x12GARMENT_LENGTH_HIP\x10\x03\x12\x18\n\x14GARMENT_LENGTH_THIGH\x10\x04\x12\x17\n\x13GARMENT_LENGTH_KNEE\x10\x05\x12\x17\n\x13GARMENT_LENGTH_CALF\x10\x06\x12\x18\n\x14GARMENT_LENGTH_ANKLE\x10\x07\x12\x18\n\x14GARMENT_LENGTH_FLOOR\x10\x08\x32T\n\x0cTryOnService\x12\x44\n\x05TryOn\x12\x1c.drape.tryon.v1.TryOnRequest\x1a\x1d.drape.tryon.v1.TryOnResponseB:\n\x11\x61i.drape.tryon.v1P\x01Z#drape.ai/gen/drape/tryon/v1;tryonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"drape/tryon/v1/tryon_service.proto\x12\x0e\x64rape.tryon.v1\x1a\x1c\x64rape/common/v1/common.proto\"\xd7\x01\n\x07Garment\x12(\n\x08\x66lat_lay\x18\x01 \x01(\x0b\x32\x16.drape.common.v1.Image\x12\x31\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\x12,\n\x06sleeve\x18\x03 \x01(\x0e\x32\x1c.drape.tryon.v1.SleeveLength\x12-\n\x06length\x18\x04 \x01(\x0e\x32\x1d.drape.tryon.v1.GarmentLength\x12\x12\n\ngarment_id\x18\x05 \x01(\t\"m\n\x10\x44iffusionOptions\x12\r\n\x05steps\x18\x01 \x01(\x05\x12\x1b\n\x0eguidance_scale\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\x11\n\x0f_guidance_scaleB\x07\n\x05_seed\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"\xbe\x01\n\x0ePersonAnalysis\x12(\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x1b.drape.tryon.v1.BoundingBox\x12,\n\x07\x66raming\x18\x02 \x01(\x0e\x32\x1b.drape.tryon.v1.BodyFraming\x12&\n\x06\x66\x61\x63ing\x18\x03 \x01(\x0e\x32\x16.drape.tryon.v1.Facing\x12\x18\n\x10persons_detected\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\"\x8d\x02\n\x0fGarmentAnalysis\x12\x31\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\x12\x1d\n\x15\x63\x61tegory_from_request\x18\x02 \x01(\x08\x12\x33\n\rsleeve_length\x18\x03 \x01(\x0e\x32\x1c.drape.tryon.v1.SleeveLength\x12\x35\n\x0egarment_length\x18\x04 \x01(\x0e\x32\x1d.drape.tryon.v1.GarmentLength\x12(\n\x03\x62ox\x18\x05 \x01(\x0b\x32\x1b.drape.tryon.v1.BoundingBox\x12\x12\n\nconfidence\x18\x06 \x01(\x02\"\xe5\x03\n\x0cTryOnRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12&\n\x06person\x18\x03 \x01(\x0b\x32\x16.drape.common.v1.Image\x12)\n\x08garments\x18\x04 \x03(\x0b\x32\x17.drape.tryon.v1.Garment\x12\'\n\x04tuck\x18\x05 \x01(\x0e\x32\x19.drape.tryon.v1.TuckStyle\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x13\n\x06refine\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x33\n\routput_format\x18\x08 \x01(\x0e\x32\x1c.drape.common.v1.ImageFormat\x12\x0f\n\x07quality\x18\t \x01(\x05\x12\x10\n\x08lossless\x18\n \x01(\x08\x12\x1b\n\x13return_garment_mask\x18\x0b \x01(\x08\x12\x39\n\x10person_selection\x18\x0c \x01(\x0e\x32\x1f.drape.tryon.v1.PersonSelection\x12\x33\n\tdiffusion\x18\r \x01(\x0b\x32 .drape.tryon.v1.DiffusionOptionsB\t\n\x07_refine\"\xb5\x02\n\rTryOnResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12%\n\x05image\x18\x02 \x01(\x0b\x32\x16.drape.common.v1.Image\x12,\n\x0cgarment_mask\x18\x03 \x01(\x0b\x32\x16.drape.common.v1.Image\x12.\n\x06person\x18\x04 \x01(\x0b\x32\x1e.drape.tryon.v1.PersonAnalysis\x12\x31\n\x08garments\x18\x05 \x03(\x0b\x32\x1f.drape.tryon.v1.GarmentAnalysis\x12\x1b\n\x0e\x64iffusion_seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07refined\x18\x07 \x01(\x08\x42\x11\n\x0f_diffusion_seed\"\x97\x02\n\x16RegisterGarmentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12(\n\x08\x66lat_lay\x18\x03 \x01(\x0b\x32\x16.drape.common.v1.Image\x12\x31\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\x12,\n\x06sleeve\x18\x05 \x01(\x0e\x32\x1c.drape.tryon.v1.SleeveLength\x12-\n\x06length\x18\x06 \x01(\x0e\x32\x1d.drape.tryon.v1.GarmentLength\"\x9d\x01\n\x17RegisterGarmentResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12\x12\n\ngarment_id\x18\x02 \x01(\t\x12\x31\n\x08\x61nalysis\x18\x03 \x01(\x0b\x32\x1f.drape.tryon.v1.GarmentAnalysis\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08*\xa6\x01\n\x0fGarmentCategory\x12 \n\x1cGARMENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x18\n\x14GARMENT_CATEGORY_TOP\x10\x01\x12\x1b\n\x17GARMENT_CATEGORY_BOTTOM\x10\x02\x12\x1a\n\x16GARMENT_CATEGORY_DRESS\x10\x03\x12\x1e\n\x1aGARMENT_CATEGORY_OUTERWEAR\x10\x04*W\n\tTuckStyle\x12\x1a\n\x16TUCK_STYLE_UNSPECIFIED\x10\x00\x12\x15\n\x11TUCK_STYLE_TUCKED\x10\x01\x12\x17\n\x13TUCK_STYLE_UNTUCKED\x10\x02*~\n\x0fPersonSelection\x12 \n\x1cPERSON_SELECTION_UNSPECIFIED\x10\x00\x12#\n\x1fPERSON_SELECTION_MOST_PROMINENT\x10\x01\x12$\n PERSON_SELECTION_REFUSE_MULTIPLE\x10\x02*c\n\x0b\x42odyFraming\x12\x1c\n\x18\x42ODY_FRAMING_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42ODY_FRAMING_HALF_BODY\x10\x01\x12\x1a\n\x16\x42ODY_FRAMING_FULL_BODY\x10\x02*q\n\x06\x46\x61\x63ing\x12\x16\n\x12\x46\x41\x43ING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46\x41\x43ING_FRONT\x10\x01\x12\x18\n\x14\x46\x41\x43ING_THREE_QUARTER\x10\x02\x12\x12\n\x0e\x46\x41\x43ING_PROFILE\x10\x03\x12\x0f\n\x0b\x46\x41\x43ING_BACK\x10\x04*\x9d\x01\n\x0cSleeveLength\x12\x1d\n\x19SLEEVE_LENGTH_UNSPECIFIED\x10\x00\x12\x1c\n\x18SLEEVE_LENGTH_SLEEVELESS\x10\x01\x12\x17\n\x13SLEEVE_LENGTH_SHORT\x10\x02\x12\x1f\n\x1bSLEEVE_LENGTH_THREE_QUARTER\x10\x03\x12\x16\n\x12SLEEVE_LENGTH_LONG\x10\x04*\xfd\x01\n\rGarmentLength\x12\x1e\n\x1aGARMENT_LENGTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16GARMENT_LENGTH_CROPPED\x10\x01\x12\x18\n\x14GARMENT_LENGTH_WAIST\x10\x02\x12\x16\n\x12GARMENT_LENGTH_HIP\x10\x03\x12\x18\n\x14GARMENT_LENGTH_THIGH\x10\x04\x12\x17\n\x13GARMENT_LENGTH_KNEE\x10\x05\x12\x17\n\x13GARMENT_LENGTH_CALF\x10\x06\x12\x18\n\x14GARMENT_LENGTH_ANKLE\x10\x07\x12\x18\n\x14GARMENT_LENGTH_FLOOR\x10\x08\x32\xb8\x01\n\x0cTryOnService\x12\x44\n\x05TryOn\x12\x1c.drape.tryon.v1.TryOnRequest\x1a\x1d.drape.tryon.v1.TryOnResponse\x12\x62\n\x0fRegisterGarment\x12&.drape.tryon.v1.RegisterGarmentRequest\x1a\'.drape.tryon.v1.RegisterGarmentResponseB:\n\x11\x61i.drape.tryon.v1P\x01Z#drape.ai/gen/drape/tryon/v1;tryonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,34 +23,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.tryon.v1.tryon_servic
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021ai.drape.tryon.v1P\001Z#drape.ai/gen/drape/tryon/v1;tryonv1'
-  _globals['_GARMENTCATEGORY']._serialized_start=1633
-  _globals['_GARMENTCATEGORY']._serialized_end=1799
-  _globals['_TUCKSTYLE']._serialized_start=1801
-  _globals['_TUCKSTYLE']._serialized_end=1888
-  _globals['_PERSONSELECTION']._serialized_start=1890
-  _globals['_PERSONSELECTION']._serialized_end=2016
-  _globals['_BODYFRAMING']._serialized_start=2018
-  _globals['_BODYFRAMING']._serialized_end=2117
-  _globals['_FACING']._serialized_start=2119
-  _globals['_FACING']._serialized_end=2232
-  _globals['_SLEEVELENGTH']._serialized_start=2235
-  _globals['_SLEEVELENGTH']._serialized_end=2392
-  _globals['_GARMENTLENGTH']._serialized_start=2395
-  _globals['_GARMENTLENGTH']._serialized_end=2648
-  _globals['_GARMENT']._serialized_start=84
-  _globals['_GARMENT']._serialized_end=186
-  _globals['_DIFFUSIONOPTIONS']._serialized_start=188
-  _globals['_DIFFUSIONOPTIONS']._serialized_end=297
-  _globals['_BOUNDINGBOX']._serialized_start=299
-  _globals['_BOUNDINGBOX']._serialized_end=365
-  _globals['_PERSONANALYSIS']._serialized_start=368
-  _globals['_PERSONANALYSIS']._serialized_end=558
-  _globals['_GARMENTANALYSIS']._serialized_start=561
-  _globals['_GARMENTANALYSIS']._serialized_end=830
-  _globals['_TRYONREQUEST']._serialized_start=833
-  _globals['_TRYONREQUEST']._serialized_end=1318
-  _globals['_TRYONRESPONSE']._serialized_start=1321
-  _globals['_TRYONRESPONSE']._serialized_end=1630
-  _globals['_TRYONSERVICE']._serialized_start=2650
-  _globals['_TRYONSERVICE']._serialized_end=2734
+  _globals['_GARMENTCATEGORY']._serialized_start=2189
+  _globals['_GARMENTCATEGORY']._serialized_end=2355
+  _globals['_TUCKSTYLE']._serialized_start=2357
+  _globals['_TUCKSTYLE']._serialized_end=2444
+  _globals['_PERSONSELECTION']._serialized_start=2446
+  _globals['_PERSONSELECTION']._serialized_end=2572
+  _globals['_BODYFRAMING']._serialized_start=2574
+  _globals['_BODYFRAMING']._serialized_end=2673
+  _globals['_FACING']._serialized_start=2675
+  _globals['_FACING']._serialized_end=2788
+  _globals['_SLEEVELENGTH']._serialized_start=2791
+  _globals['_SLEEVELENGTH']._serialized_end=2948
+  _globals['_GARMENTLENGTH']._serialized_start=2951
+  _globals['_GARMENTLENGTH']._serialized_end=3204
+  _globals['_GARMENT']._serialized_start=85
+  _globals['_GARMENT']._serialized_end=300
+  _globals['_DIFFUSIONOPTIONS']._serialized_start=302
+  _globals['_DIFFUSIONOPTIONS']._serialized_end=411
+  _globals['_BOUNDINGBOX']._serialized_start=413
+  _globals['_BOUNDINGBOX']._serialized_end=479
+  _globals['_PERSONANALYSIS']._serialized_start=482
+  _globals['_PERSONANALYSIS']._serialized_end=672
+  _globals['_GARMENTANALYSIS']._serialized_start=675
+  _globals['_GARMENTANALYSIS']._serialized_end=944
+  _globals['_TRYONREQUEST']._serialized_start=947
+  _globals['_TRYONREQUEST']._serialized_end=1432
+  _globals['_TRYONRESPONSE']._serialized_start=1435
+  _globals['_TRYONRESPONSE']._serialized_end=1744
+  _globals['_REGISTERGARMENTREQUEST']._serialized_start=1747
+  _globals['_REGISTERGARMENTREQUEST']._serialized_end=2026
+  _globals['_REGISTERGARMENTRESPONSE']._serialized_start=2029
+  _globals['_REGISTERGARMENTRESPONSE']._serialized_end=2186
+  _globals['_TRYONSERVICE']._serialized_start=3207
+  _globals['_TRYONSERVICE']._serialized_end=3391
 # @@protoc_insertion_point(module_scope)

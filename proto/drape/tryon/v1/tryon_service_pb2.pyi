@@ -95,12 +95,18 @@ GARMENT_LENGTH_ANKLE: GarmentLength
 GARMENT_LENGTH_FLOOR: GarmentLength
 
 class Garment(_message.Message):
-    __slots__ = ("flat_lay", "category")
+    __slots__ = ("flat_lay", "category", "sleeve", "length", "garment_id")
     FLAT_LAY_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SLEEVE_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    GARMENT_ID_FIELD_NUMBER: _ClassVar[int]
     flat_lay: _common_pb2.Image
     category: GarmentCategory
-    def __init__(self, flat_lay: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., category: _Optional[_Union[GarmentCategory, str]] = ...) -> None: ...
+    sleeve: SleeveLength
+    length: GarmentLength
+    garment_id: str
+    def __init__(self, flat_lay: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., category: _Optional[_Union[GarmentCategory, str]] = ..., sleeve: _Optional[_Union[SleeveLength, str]] = ..., length: _Optional[_Union[GarmentLength, str]] = ..., garment_id: _Optional[str] = ...) -> None: ...
 
 class DiffusionOptions(_message.Message):
     __slots__ = ("steps", "guidance_scale", "seed")
@@ -201,3 +207,31 @@ class TryOnResponse(_message.Message):
     diffusion_seed: int
     refined: bool
     def __init__(self, meta: _Optional[_Union[_common_pb2.ResponseMeta, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_mask: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., person: _Optional[_Union[PersonAnalysis, _Mapping]] = ..., garments: _Optional[_Iterable[_Union[GarmentAnalysis, _Mapping]]] = ..., diffusion_seed: _Optional[int] = ..., refined: bool = ...) -> None: ...
+
+class RegisterGarmentRequest(_message.Message):
+    __slots__ = ("request_id", "experiment", "flat_lay", "category", "sleeve", "length")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    FLAT_LAY_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SLEEVE_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    experiment: _common_pb2.Experiment
+    flat_lay: _common_pb2.Image
+    category: GarmentCategory
+    sleeve: SleeveLength
+    length: GarmentLength
+    def __init__(self, request_id: _Optional[str] = ..., experiment: _Optional[_Union[_common_pb2.Experiment, _Mapping]] = ..., flat_lay: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., category: _Optional[_Union[GarmentCategory, str]] = ..., sleeve: _Optional[_Union[SleeveLength, str]] = ..., length: _Optional[_Union[GarmentLength, str]] = ...) -> None: ...
+
+class RegisterGarmentResponse(_message.Message):
+    __slots__ = ("meta", "garment_id", "analysis", "cached")
+    META_FIELD_NUMBER: _ClassVar[int]
+    GARMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.ResponseMeta
+    garment_id: str
+    analysis: GarmentAnalysis
+    cached: bool
+    def __init__(self, meta: _Optional[_Union[_common_pb2.ResponseMeta, _Mapping]] = ..., garment_id: _Optional[str] = ..., analysis: _Optional[_Union[GarmentAnalysis, _Mapping]] = ..., cached: bool = ...) -> None: ...

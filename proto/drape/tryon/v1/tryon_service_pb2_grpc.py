@@ -20,6 +20,11 @@ class TryOnServiceStub(object):
                 request_serializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.TryOnRequest.SerializeToString,
                 response_deserializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.TryOnResponse.FromString,
                 )
+        self.RegisterGarment = channel.unary_unary(
+                '/drape.tryon.v1.TryOnService/RegisterGarment',
+                request_serializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.RegisterGarmentRequest.SerializeToString,
+                response_deserializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.RegisterGarmentResponse.FromString,
+                )
 
 
 class TryOnServiceServicer(object):
@@ -34,18 +39,52 @@ class TryOnServiceServicer(object):
         below the server's minimum size), MULTIPLE_PERSONS (more than one person and
         person_selection is REFUSE_MULTIPLE), POSE_UNSUPPORTED (e.g. seen from the back or in
         profile, or the torso is hidden);
-        garments: NO_GARMENTS (the list is empty), GARMENT_NOT_FOUND (no garment could be
-        separated from a flat-lay image), GARMENT_CATEGORY_CONFLICT (two garments of one
-        category, or a DRESS with a TOP or BOTTOM), TOO_MANY_GARMENTS (more than the server's
-        maximum);
+        garments: NO_GARMENTS (the list is empty), TOO_MANY_GARMENTS (more than the server's
+        maximum), GARMENT_SOURCE_MISSING (a garment has neither `flat_lay` nor `garment_id`),
+        GARMENT_SOURCE_CONFLICT (it has both), GARMENT_ID_INVALID (`garment_id` is not 64
+        lowercase hex digits), GARMENT_ID_UNKNOWN (`garment_id` is in neither this server's
+        cache nor the shared store: evicted, never registered here, or registered under an
+        older analysis version; call RegisterGarment again), GARMENT_CATEGORY_INVALID,
+        GARMENT_SLEEVE_INVALID, GARMENT_LENGTH_INVALID (a value outside its enum),
+        GARMENT_HINT_CONFLICT (hints sent with a `garment_id`, whose hints are those it was
+        registered with; or a sleeve hint for a BOTTOM), GARMENT_HINT_INCOMPLETE (a length
+        hint without a category hint), GARMENT_NOT_FOUND (no garment could be separated from a
+        flat-lay image), GARMENT_CATEGORY_CONFLICT (two garments of one category, a DRESS
+        with a TOP or BOTTOM, or a hint the garment's outline flatly contradicts),
+        GARMENT_CATEGORY_UNCERTAIN (detection is unsure and no hint settles it; the message
+        names the hint to send, e.g. "category"), GARMENT_FIT_FAILED (the warped garment does
+        not sit where its category belongs on this body: a top from the shoulders to about
+        the hips, a bottom from the waist down, a dress both; usually a mis-described garment);
         options: BACKEND_UNAVAILABLE (the named backend is unknown, not installed, or not on
         this deployment's per-request allow-list), OPTION_OUT_OF_RANGE (quality, diffusion
-        steps or guidance_scale outside its range);
+        steps or guidance_scale outside its range, or tuck, person_selection or output_format
+        outside its enum);
         images (person or any flat lay): IMAGE_EMPTY, IMAGE_TOO_LARGE, IMAGE_TOO_MANY_PIXELS,
         IMAGE_INVALID_DIMENSIONS, IMAGE_UNRECOGNIZED, IMAGE_FORMAT_UNSUPPORTED, IMAGE_TRUNCATED
         or IMAGE_CORRUPT, as drape.common.v1.MediaService.InspectImage reports them.
         A message over the server's maximum message size is refused by gRPC itself with
         RESOURCE_EXHAUSTED; a configured backend that fails at run time answers UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterGarment(self, request, context):
+        """Analyses a garment once so that any number of TryOn calls can name it by
+        `garment_id` instead of sending (and re-analysing) the flat-lay. The id is a content
+        hash: lowercase hex SHA-256 over the flat-lay bytes as sent, the hints and the
+        server's garment-analysis version, so registering the same bytes with the same hints
+        on any replica of the same version gives the same id, and a new analysis version gives
+        new ids. Analyses are kept in a bounded in-process LRU cache and, where the deployment
+        configures a shared garment store, in that store, so every replica knows every
+        registered id; an evicted id answers GARMENT_ID_UNKNOWN and is registered again.
+        Registering is idempotent: a known id is answered from the cache (`cached` true).
+        Refusals (INVALID_ARGUMENT): GARMENT_SOURCE_MISSING (no `flat_lay`),
+        GARMENT_CATEGORY_INVALID, GARMENT_SLEEVE_INVALID, GARMENT_LENGTH_INVALID,
+        GARMENT_HINT_CONFLICT, GARMENT_HINT_INCOMPLETE, GARMENT_NOT_FOUND,
+        GARMENT_CATEGORY_CONFLICT, GARMENT_CATEGORY_UNCERTAIN, and the image refusals of
+        `flat_lay`, all as for TryOn; a shared store that cannot be read or written answers
+        UNAVAILABLE (ASSET_STORE_FAILED; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,6 +97,11 @@ def add_TryOnServiceServicer_to_server(servicer, server):
                     servicer.TryOn,
                     request_deserializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.TryOnRequest.FromString,
                     response_serializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.TryOnResponse.SerializeToString,
+            ),
+            'RegisterGarment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterGarment,
+                    request_deserializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.RegisterGarmentRequest.FromString,
+                    response_serializer=drape_dot_tryon_dot_v1_dot_tryon__service__pb2.RegisterGarmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,5 +128,22 @@ class TryOnService(object):
         return grpc.experimental.unary_unary(request, target, '/drape.tryon.v1.TryOnService/TryOn',
             drape_dot_tryon_dot_v1_dot_tryon__service__pb2.TryOnRequest.SerializeToString,
             drape_dot_tryon_dot_v1_dot_tryon__service__pb2.TryOnResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RegisterGarment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drape.tryon.v1.TryOnService/RegisterGarment',
+            drape_dot_tryon_dot_v1_dot_tryon__service__pb2.RegisterGarmentRequest.SerializeToString,
+            drape_dot_tryon_dot_v1_dot_tryon__service__pb2.RegisterGarmentResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
