@@ -110,6 +110,44 @@ def test_validate_event_names_every_bad_field():
     assert not is_retryable(ei.value)
 
 
+def test_product_types_map_onto_hints_and_bad_hints_make_the_event_invalid():
+    from drape.tryon.v1 import tryon_service_pb2 as tpb
+    from services.catalog_adapter.product_types import PRODUCT_TYPES, hint_enums, normalise
+    from services.tryon import hints as H
+
+    ref = ev_pb.GarmentRef
+    assert normalise("  Long-Sleeve_T/Shirt ") == "long sleeve t shirt"
+    assert hint_enums(ref(product_type="T-Shirt")) == (
+        tpb.GARMENT_CATEGORY_TOP, tpb.SLEEVE_LENGTH_SHORT, 0,
+    )  # fmt: skip
+    assert hint_enums(ref(product_type="Maxi Dress")) == (
+        tpb.GARMENT_CATEGORY_DRESS, 0, tpb.GARMENT_LENGTH_FLOOR,
+    )  # fmt: skip
+    # The event's own hints win; a category of another kind drops the type's sleeve/length.
+    assert hint_enums(ref(product_type="jeans", length=tpb.GARMENT_LENGTH_KNEE))[2] == (
+        tpb.GARMENT_LENGTH_KNEE
+    )
+    assert hint_enums(ref(product_type="t-shirt", category=tpb.GARMENT_CATEGORY_DRESS)) == (
+        tpb.GARMENT_CATEGORY_DRESS, 0, 0,
+    )  # fmt: skip
+    assert hint_enums(ref(product_type="spacesuit")) == (0, 0, 0)
+    for name, enums in PRODUCT_TYPES.items():  # every entry is a valid set of hints
+        assert normalise(name) == name
+        H.hints_from_proto(*enums)
+
+    ev = sample_event(1, "file:///x.png")
+    ev.garments[0].product_type = "midi skirt"
+    validate_event(ev)
+    ev.garments.add(image_uri="file:///y.png", sleeve=9)
+    ev.garments.add(image_uri="file:///z.png", length=tpb.GARMENT_LENGTH_KNEE)
+    ev.garments[0].category = 77
+    with pytest.raises(InvalidInputError) as ei:
+        validate_event(ev)
+    assert ei.value.metadata["fields"].split(",") == [
+        "garments", "garments[0].category", "garments[1].sleeve", "garments[2].length",
+    ]  # fmt: skip
+
+
 def test_sigv4_matches_the_published_s3_example():
     # "GET Object" example of the Amazon S3 API reference (Signature Version 4, header
     # authentication): documented credentials, date and expected signature.
@@ -232,6 +270,46 @@ def test_job_reuses_existing_assets_and_reports_clips_unavailable(tmp_path, embe
     assert [(m, e.reason) for m, _, e in res.failures] == [("", "GARMENT_FETCH_FAILED")]
 
 
+def test_job_registers_the_garment_once_for_every_roster_model(
+    tmp_path, embedded, small_models, monkeypatch
+):
+    from services.common.analysis import garment as G
+    from services.tryon.flatlays import draw_garment
+    from services.tryon.registry import Hints
+
+    garment = tmp_path / "tank.png"
+    Image.fromarray(draw_garment("tank", color=(40, 160, 90), size=(256, 256)).image).save(garment)
+    analyses = []
+    real = G.analyze_garment
+
+    def counting(*a, **kw):
+        analyses.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(G, "analyze_garment", counting)
+    models = small_models * 2  # four stock models
+    models = tuple(make_model(f"m{i}", m.rgb) for i, m in enumerate(models))
+    jobs = JobRunner(
+        FileStore(tmp_path / "store"), Rosters({"r": models}, "r"), embedded, NoClipRunner(),
+        ReferenceReader(1 << 24),
+    )  # fmt: skip
+    ev = sample_event(7, garment.as_uri())
+    ev.garments[0].product_type = "Tank Top"
+    before = embedded.registrations
+    res = jobs.attempt(ev, CancelToken())
+    assert not res.failures and res.created == 4
+    assert len(analyses) == 1 and embedded.registrations == before + 1
+    assert analyses[0] == {"sleeve": "sleeveless", "length": None}  # from the product type
+    gid = embedded.registry.id_for(garment.read_bytes(), Hints("top", "sleeveless", None))
+    assert embedded.registry.get(gid).category_source == "request"
+    # A new event for the same garment: its analysis is found by content hash.
+    again = jobs.attempt(sample_event(7, garment.as_uri(), prefix="again"), CancelToken(),
+                         force=True)  # fmt: skip
+    assert again.created == 4 and len(analyses) == 2  # no product type: other hints, new id
+    forced = jobs.attempt(ev, CancelToken(), force=True)
+    assert forced.created == 4 and len(analyses) == 2  # same bytes and hints: none
+
+
 def test_revisions_mark_older_events_stale(tmp_path, embedded, small_models):
     store = FileStore(tmp_path / "store")
     jobs = JobRunner(store, Rosters({"r": small_models}, "r"), embedded, NoClipRunner(), None)
@@ -261,6 +339,18 @@ def test_grpc_still_step_against_a_real_tryon_service(small_models):
         asset = runner.make_still(small_models[0], [GarmentSpec(tee)], "JPEG", CancelToken())
         img = Image.open(io.BytesIO(asset.data))
         assert img.format == "JPEG" and img.size == (asset.width, asset.height) == (256, 256)
+        # Registered once, then tried on by id; an id the replica does not know falls back
+        # to the flat-lay.
+        spec = runner.register(GarmentSpec(tee, "top", "short"), "garments[0]", CancelToken())
+        assert len(spec.garment_id) == 64
+        by_id = runner.make_still(small_models[0], [spec], "JPEG", CancelToken())
+        assert Image.open(io.BytesIO(by_id.data)).size == (256, 256)
+        lost = GarmentSpec(tee, garment_id="0" * 64)
+        assert runner.make_still(small_models[0], [lost], "PNG", CancelToken()).width == 256
+        with pytest.raises(InvalidInputError) as ei:
+            runner.register(GarmentSpec(b"junk"), "garments[1]", CancelToken())
+        assert ei.value.reason == "IMAGE_UNRECOGNIZED"
+        assert ei.value.field.startswith("garments[1].image_uri")
         blank = encode_image(np.full((256, 256, 3), 255, np.uint8), "PNG")
         with pytest.raises(InvalidInputError) as ei:
             runner.make_still(small_models[0], [GarmentSpec(blank)], "PNG", CancelToken())

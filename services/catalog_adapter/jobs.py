@@ -2,7 +2,9 @@
 
 Transport-free: :class:`JobRunner` knows the asset store, the rosters and the steps, not
 Kafka. Every asset's key is a content hash (:func:`content_hash`) of what made it: the
-garment bytes and categories, the stock model's pixels, the step's version and the options.
+garment bytes and hints, the stock model's pixels, the step's version and the options.
+Each product's garments are registered once (:meth:`StillRunner.register`, a content hash
+of the garment) before the first still is made, and every stock model is dressed by id.
 An asset whose metadata file already exists is reused, never made again; the metadata file
 is written after the asset itself, so it marks a complete asset.
 
@@ -25,8 +27,8 @@ import logging
 from google.protobuf import timestamp_pb2
 
 from drape.catalog.v1 import events_pb2 as ev_pb
-from drape.tryon.v1 import tryon_service_pb2 as tryon_pb
 from services import common
+from services.catalog_adapter.product_types import garment_hints
 from services.catalog_adapter.roster import Rosters, StockModel
 from services.catalog_adapter.runners import GarmentSpec, MadeAsset
 from services.catalog_adapter.store import AssetStore, check_segment
@@ -37,13 +39,6 @@ from services.common.media import FORMAT_NAMES
 log = logging.getLogger("drape.catalog")
 
 ADAPTER_VERSION = f"catalog/{common.__version__}"
-_CATEGORY = {
-    tryon_pb.GARMENT_CATEGORY_UNSPECIFIED: None,
-    tryon_pb.GARMENT_CATEGORY_TOP: "top",
-    tryon_pb.GARMENT_CATEGORY_BOTTOM: "bottom",
-    tryon_pb.GARMENT_CATEGORY_DRESS: "dress",
-    tryon_pb.GARMENT_CATEGORY_OUTERWEAR: "outerwear",
-}
 REFERENCE_SCHEMES = ("file://", "s3://", "http://", "https://")
 MAX_GARMENTS = 2
 
@@ -84,8 +79,10 @@ def validate_event(ev: ev_pb.ProductUpserted) -> None:
                     f"must start with one of {', '.join(REFERENCE_SCHEMES)}",
                 )
             )
-        if g.category not in _CATEGORY:
-            bad.append((f"garments[{i}].category", f"unknown category {g.category}"))
+        try:
+            garment_hints(g, f"garments[{i}].")
+        except InvalidInputError as exc:
+            bad.append((exc.field, exc.message))
     d = ev.deliverables
     if not (d.stills or d.clips):
         bad.append(("deliverables", "ask for stills, clips or both"))
@@ -232,11 +229,9 @@ class JobRunner:
             garments = []
             for i, g in enumerate(ev.garments):
                 token.check("fetch")
-                garments.append(
-                    GarmentSpec(
-                        self.read(g.image_uri, f"garments[{i}].image_uri"), _CATEGORY[g.category]
-                    )
-                )
+                hints = garment_hints(g, f"garments[{i}].")
+                data = self.read(g.image_uri, f"garments[{i}].image_uri")
+                garments.append(GarmentSpec(data, hints.category, hints.sleeve, hints.length))
         except Exception as exc:  # noqa: BLE001 - reported as the product's failure
             out.failures.append(("", ev_pb.ASSET_KIND_UNSPECIFIED, exc))
             return out
@@ -245,6 +240,18 @@ class JobRunner:
         garment_parts: list[bytes | str] = []
         for g in garments:
             garment_parts += [hashlib.sha256(g.data).hexdigest(), g.category or ""]
+            garment_parts += [g.sleeve or "", g.length or ""]
+        registered: list[GarmentSpec] = []
+
+        def register() -> list[GarmentSpec]:
+            # Once per product, and only when a still is to be made (reused stills need no
+            # analysis): every model is then dressed by garment id.
+            if not registered:
+                for i, g in enumerate(garments):
+                    token.check("register")
+                    registered.append(self.stills.register(g, f"garments[{i}]", token))
+            return registered
+
         for model in models:
             if model.id in skip_models:
                 continue
@@ -259,7 +266,12 @@ class JobRunner:
                 meta = None if force else self._meta(base)
                 reused = meta is not None
                 if meta is None:
-                    asset = self.stills.make_still(model, garments, fmt, token)
+                    try:
+                        specs = register()
+                    except Exception as exc:  # noqa: BLE001 - the garment: the whole product
+                        out.failures.append(("", ev_pb.ASSET_KIND_UNSPECIFIED, exc))
+                        return out
+                    asset = self.stills.make_still(model, specs, fmt, token)
                     meta = self._save(base, asset, self.stills.backend, version)
                     out.created += 1
                 if d.stills:

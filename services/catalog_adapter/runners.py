@@ -3,9 +3,13 @@
 * :class:`ReferenceReader` fetches garment and roster images by URI: ``file://``,
   ``s3://`` (through the configured S3 endpoint) and ``http(s)://``.
 * :class:`EmbeddedStillRunner` runs try-on and the refiner in this process, with the person
-  analysis of each roster photo cached (roster photos are few and reused by every product).
+  analysis of each roster photo cached (roster photos are few and reused by every product)
+  and each product's garment registered once (:mod:`services.tryon.registry`: by content
+  hash, in process and in ``DRAPE_GARMENT_STORE`` when set).
 * :class:`GrpcStillRunner` calls ``drape.tryon.v1.TryOnService`` (which refines in-process
-  on its side) when the services are deployed apart.
+  on its side) when the services are deployed apart: ``RegisterGarment`` once per product
+  garment, then ``TryOn`` by ``garment_id`` per stock model (with the flat-lay instead when
+  the replica answering does not know the id: ``GARMENT_ID_UNKNOWN``).
 * The clip step is a hook: :func:`load_clip_runner` imports ``module:factory`` from
   ``DRAPE_CATALOG_CLIP_RUNNER``; ``factory(settings)`` returns an object with ``backend``,
   ``version`` and ``make_clip(still_png, model, motion_template, token) -> list[ClipAsset]``.
@@ -130,10 +134,20 @@ def is_retryable(exc: BaseException) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class GarmentSpec:
-    """A product's garment: the fetched bytes and an optional category ("top", "dress"…)."""
+    """A product's garment: the fetched bytes, optional hints (the analysis' words: category
+    "top", sleeve "short", length "long"…) and, once registered, its garment id."""
 
     data: bytes
     category: str | None = None
+    sleeve: str | None = None
+    length: str | None = None
+    garment_id: str | None = None
+
+    @property
+    def hints(self):
+        from services.tryon.registry import Hints
+
+        return Hints(self.category, self.sleeve, self.length)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,23 +205,32 @@ class StillRunner(Protocol):
     def warm(self, models: list[StockModel]) -> None:
         """Prepare for these roster photos (load models, cache analyses)."""
 
+    def register(self, garment: GarmentSpec, field: str, token: CancelToken) -> GarmentSpec:
+        """Analyse ``garment`` once (by content hash); the spec with its ``garment_id``.
+        Refusals name fields under ``field`` (``garments[0]``)."""
+
     def make_still(
         self, model: StockModel, garments: list[GarmentSpec], fmt: str, token: CancelToken
     ) -> MadeAsset:
-        """Dress ``model`` in ``garments``; the still encoded as ``fmt``."""
+        """Dress ``model`` in ``garments`` (by ``garment_id`` where registered); the still
+        encoded as ``fmt``."""
 
 
 class EmbeddedStillRunner:
-    """Try-on (geometric) and the classical refiner in this process."""
+    """Try-on (geometric) and the classical refiner in this process; registered garments in
+    ``registry`` (default: an in-process one of 64)."""
 
-    def __init__(self, limits: ImageLimits) -> None:
+    def __init__(self, limits: ImageLimits, registry=None) -> None:
         from services.common.analysis.person import PersonAnalyzer
         from services.refiner import server as refiner
         from services.tryon import geometric
         from services.tryon.pipeline import TryOnPipeline
+        from services.tryon.registry import GarmentRegistry
         from services.tryon.server import make_refine_fn
 
         self.limits = limits
+        self.registry = registry or GarmentRegistry(64)
+        self.registrations = 0  # garments analysed anew (not found by content hash)
         self.backend = geometric.BACKEND
         self.version = f"{geometric.VERSION}+{refiner.VERSION}"
         self.analyzer = CachingAnalyzer(PersonAnalyzer())
@@ -224,6 +247,19 @@ class EmbeddedStillRunner:
                     "DRAPE_CATALOG_ROSTERS_FILE", f"stock model {m.id!r} is unusable: {exc}"
                 ) from None
 
+    def register(self, garment: GarmentSpec, field: str, token: CancelToken) -> GarmentSpec:
+        return dataclasses.replace(garment, garment_id=self._register(garment, field).garment_id)
+
+    def _register(self, garment: GarmentSpec, field: str):
+        from services.tryon.registry import register_garment
+
+        reg = register_garment(
+            self.registry, garment.data, garment.hints, self.limits, field=f"{field}.image_uri"
+        )
+        if not reg.cached:
+            self.registrations += 1
+        return reg
+
     def make_still(
         self, model: StockModel, garments: list[GarmentSpec], fmt: str, token: CancelToken
     ) -> MadeAsset:
@@ -231,8 +267,16 @@ class EmbeddedStillRunner:
 
         inputs = []
         for i, g in enumerate(garments):
+            if g.garment_id:
+                # Evicted since registration (a busy adapter): registering again is a
+                # lookup when another replica stored it, else one more analysis.
+                found = self.registry.get(g.garment_id)
+                if found is None:
+                    found = self._register(g, f"garments[{i}]").analysis
+                inputs.append(GarmentInput(None, analysis=found))
+                continue
             img = decode_image(g.data, self.limits, field=f"garments[{i}].image_uri")
-            inputs.append(GarmentInput(img.pixels, g.category))
+            inputs.append(GarmentInput(img.pixels, g.category, g.sleeve, g.length))
         result = self.pipeline.run(model.rgb, inputs, TryOnOptions(refine=True), token=token)
         h, w = result.image.shape[:2]
         return MadeAsset(
@@ -285,6 +329,53 @@ class GrpcStillRunner:
                 "DRAPE_CATALOG_TRYON_ADDRESS", f"no TryOnService answers at {self.address}"
             ) from None
 
+    def _timeout(self, token: CancelToken) -> float:
+        remaining = token.remaining()
+        return self.timeout if remaining is None else max(remaining, 0.001)
+
+    @staticmethod
+    def _call_tags():
+        from drape.common.v1 import common_pb2
+        from services.common import context
+
+        call = context.current()  # the product event: its id and experiment travel along
+        experiment = common_pb2.Experiment(
+            experiment_id=call.experiment_id if call else "", variant=call.variant if call else ""
+        )
+        return call, experiment
+
+    @staticmethod
+    def _hint_enums(g: GarmentSpec) -> dict:
+        from services.tryon import hints as H
+
+        return {
+            "category": H.CATEGORY_ENUM.get(g.category or "", 0),
+            "sleeve": H.SLEEVE_REPORTED.get(g.sleeve or "", 0),
+            # A class's typical point on the body scale maps back onto the same class.
+            "length": H.LENGTH_REPORTED.get((g.category, g.length), 0),
+        }
+
+    def register(self, garment: GarmentSpec, field: str, token: CancelToken) -> GarmentSpec:
+        import grpc
+
+        from drape.common.v1 import common_pb2
+        from drape.tryon.v1 import tryon_service_pb2 as pb
+
+        call, experiment = self._call_tags()
+        req = pb.RegisterGarmentRequest(
+            request_id=f"{call.request_id}.{field}.register"[:128] if call else "",
+            experiment=experiment,
+            flat_lay=common_pb2.Image(data=garment.data),
+            **self._hint_enums(garment),
+        )
+        try:
+            resp = self.stub.RegisterGarment(req, timeout=self._timeout(token))
+        except grpc.RpcError as err:
+            exc = rpc_error(err)
+            exc.field = f"{field}.{exc.field or 'image_uri'}".replace(".flat_lay", ".image_uri")
+            raise exc from None
+        return dataclasses.replace(garment, garment_id=resp.garment_id)
+
     def make_still(
         self, model: StockModel, garments: list[GarmentSpec], fmt: str, token: CancelToken
     ) -> MadeAsset:
@@ -294,33 +385,30 @@ class GrpcStillRunner:
         from drape.tryon.v1 import tryon_service_pb2 as pb
         from services.common.media import FORMAT_ENUM
 
-        cats = {
-            None: 0,
-            "top": pb.GARMENT_CATEGORY_TOP,
-            "bottom": pb.GARMENT_CATEGORY_BOTTOM,
-            "dress": pb.GARMENT_CATEGORY_DRESS,
-            "outerwear": pb.GARMENT_CATEGORY_OUTERWEAR,
-        }
-        from services.common import context
+        def garment(g: GarmentSpec, by_id: bool) -> pb.Garment:
+            if by_id and g.garment_id:
+                return pb.Garment(garment_id=g.garment_id)
+            return pb.Garment(flat_lay=common_pb2.Image(data=g.data), **self._hint_enums(g))
 
-        call = context.current()  # the product event: its id and experiment travel along
+        call, experiment = self._call_tags()
         req = pb.TryOnRequest(
             request_id=f"{call.request_id}.{model.id}"[:128] if call else "",
-            experiment=common_pb2.Experiment(
-                experiment_id=call.experiment_id if call else "",
-                variant=call.variant if call else "",
-            ),
+            experiment=experiment,
             person=common_pb2.Image(data=model.encoded),
-            garments=[
-                pb.Garment(flat_lay=common_pb2.Image(data=g.data), category=cats[g.category])
-                for g in garments
-            ],
+            garments=[garment(g, True) for g in garments],
             output_format=FORMAT_ENUM[fmt],
         )
-        remaining = token.remaining()
-        timeout = self.timeout if remaining is None else max(remaining, 0.001)
         try:
-            resp = self.stub.TryOn(req, timeout=timeout)
+            try:
+                resp = self.stub.TryOn(req, timeout=self._timeout(token))
+            except grpc.RpcError as err:
+                if rpc_error(err).reason != "GARMENT_ID_UNKNOWN":
+                    raise
+                # A replica that shares no garment store with the one that registered (or
+                # evicted it): the flat-lays themselves, which any replica can analyse.
+                del req.garments[:]
+                req.garments.extend(garment(g, False) for g in garments)
+                resp = self.stub.TryOn(req, timeout=self._timeout(token))
         except grpc.RpcError as err:
             raise rpc_error(err) from None
         return MadeAsset(
@@ -408,7 +496,11 @@ def make_still_runner(settings) -> StillRunner:
         return GrpcStillRunner(
             settings.catalog_tryon_address, max_message_bytes=settings.max_message_bytes
         )
-    return EmbeddedStillRunner(ImageLimits.from_settings(settings))
+    from services.tryon.registry import registry_from_settings
+
+    # The embedded pipeline cuts garments out classically (no SAM in the adapter).
+    registry = registry_from_settings(settings, segmenter="classical")
+    return EmbeddedStillRunner(ImageLimits.from_settings(settings), registry)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from drape.tryon.v1 import tryon_service_pb2 as drape_dot_tryon_dot_v1_dot_tryon
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64rape/catalog/v1/events.proto\x12\x10\x64rape.catalog.v1\x1a\x1c\x64rape/common/v1/common.proto\x1a\"drape/tryon/v1/tryon_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\nGarmentRef\x12\x11\n\timage_uri\x18\x01 \x01(\t\x12\x31\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\"z\n\x0c\x44\x65liverables\x12\x0e\n\x06stills\x18\x01 \x01(\x08\x12\r\n\x05\x63lips\x18\x02 \x01(\x08\x12\x17\n\x0fmotion_template\x18\x03 \x01(\t\x12\x32\n\x0cstill_format\x18\x04 \x01(\x0e\x32\x1c.drape.common.v1.ImageFormat\"\xb2\x02\n\x0fProductUpserted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12.\n\x08garments\x18\x04 \x03(\x0b\x32\x1c.drape.catalog.v1.GarmentRef\x12\x11\n\troster_id\x18\x05 \x01(\t\x12\x34\n\x0c\x64\x65liverables\x18\x06 \x01(\x0b\x32\x1e.drape.catalog.v1.Deliverables\x12/\n\nexperiment\x18\x07 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\t \x01(\x03\"\x86\x03\n\nAssetReady\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12)\n\x04kind\x18\x05 \x01(\x0e\x32\x1b.drape.catalog.v1.AssetKind\x12\x11\n\tasset_uri\x18\x06 \x01(\t\x12\x11\n\tmime_type\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x08 \x01(\t\x12\x18\n\x10pipeline_version\x18\t \x01(\t\x12/\n\nexperiment\x18\n \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x0f\n\x07\x62\x61\x63kend\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reused\x18\r \x01(\x08\x12\x10\n\x08revision\x18\x0e \x01(\x03\x12\r\n\x05width\x18\x0f \x01(\x05\x12\x0e\n\x06height\x18\x10 \x01(\x05\"\xcb\x02\n\tJobFailed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x11\n\tretryable\x18\x07 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x15\n\rdead_lettered\x18\t \x01(\x08\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\nexperiment\x18\x0b \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12)\n\x04kind\x18\x0c \x01(\x0e\x32\x1b.drape.catalog.v1.AssetKind\x12\x10\n\x08revision\x18\r \x01(\x03\"}\n\nAssetEvent\x12\x33\n\x0b\x61sset_ready\x18\x01 \x01(\x0b\x32\x1c.drape.catalog.v1.AssetReadyH\x00\x12\x31\n\njob_failed\x18\x02 \x01(\x0b\x32\x1b.drape.catalog.v1.JobFailedH\x00\x42\x07\n\x05\x65vent*\x81\x01\n\tAssetKind\x12\x1a\n\x16\x41SSET_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41SSET_KIND_STILL\x10\x01\x12\x13\n\x0f\x41SSET_KIND_CLIP\x10\x02\x12\x16\n\x12\x41SSET_KIND_PREVIEW\x10\x03\x12\x15\n\x11\x41SSET_KIND_POSTER\x10\x04\x42@\n\x13\x61i.drape.catalog.v1P\x01Z\'drape.ai/gen/drape/catalog/v1;catalogv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64rape/catalog/v1/events.proto\x12\x10\x64rape.catalog.v1\x1a\x1c\x64rape/common/v1/common.proto\x1a\"drape/tryon/v1/tryon_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\nGarmentRef\x12\x11\n\timage_uri\x18\x01 \x01(\t\x12\x31\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1f.drape.tryon.v1.GarmentCategory\x12\x14\n\x0cproduct_type\x18\x03 \x01(\t\x12,\n\x06sleeve\x18\x04 \x01(\x0e\x32\x1c.drape.tryon.v1.SleeveLength\x12-\n\x06length\x18\x05 \x01(\x0e\x32\x1d.drape.tryon.v1.GarmentLength\"z\n\x0c\x44\x65liverables\x12\x0e\n\x06stills\x18\x01 \x01(\x08\x12\r\n\x05\x63lips\x18\x02 \x01(\x08\x12\x17\n\x0fmotion_template\x18\x03 \x01(\t\x12\x32\n\x0cstill_format\x18\x04 \x01(\x0e\x32\x1c.drape.common.v1.ImageFormat\"\xb2\x02\n\x0fProductUpserted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12.\n\x08garments\x18\x04 \x03(\x0b\x32\x1c.drape.catalog.v1.GarmentRef\x12\x11\n\troster_id\x18\x05 \x01(\t\x12\x34\n\x0c\x64\x65liverables\x18\x06 \x01(\x0b\x32\x1e.drape.catalog.v1.Deliverables\x12/\n\nexperiment\x18\x07 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\t \x01(\x03\"\x86\x03\n\nAssetReady\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12)\n\x04kind\x18\x05 \x01(\x0e\x32\x1b.drape.catalog.v1.AssetKind\x12\x11\n\tasset_uri\x18\x06 \x01(\t\x12\x11\n\tmime_type\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x08 \x01(\t\x12\x18\n\x10pipeline_version\x18\t \x01(\t\x12/\n\nexperiment\x18\n \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x0f\n\x07\x62\x61\x63kend\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reused\x18\r \x01(\x08\x12\x10\n\x08revision\x18\x0e \x01(\x03\x12\r\n\x05width\x18\x0f \x01(\x05\x12\x0e\n\x06height\x18\x10 \x01(\x05\"\xcb\x02\n\tJobFailed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x11\n\tretryable\x18\x07 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x15\n\rdead_lettered\x18\t \x01(\x08\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\nexperiment\x18\x0b \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12)\n\x04kind\x18\x0c \x01(\x0e\x32\x1b.drape.catalog.v1.AssetKind\x12\x10\n\x08revision\x18\r \x01(\x03\"}\n\nAssetEvent\x12\x33\n\x0b\x61sset_ready\x18\x01 \x01(\x0b\x32\x1c.drape.catalog.v1.AssetReadyH\x00\x12\x31\n\njob_failed\x18\x02 \x01(\x0b\x32\x1b.drape.catalog.v1.JobFailedH\x00\x42\x07\n\x05\x65vent*\x81\x01\n\tAssetKind\x12\x1a\n\x16\x41SSET_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41SSET_KIND_STILL\x10\x01\x12\x13\n\x0f\x41SSET_KIND_CLIP\x10\x02\x12\x16\n\x12\x41SSET_KIND_PREVIEW\x10\x03\x12\x15\n\x11\x41SSET_KIND_POSTER\x10\x04\x42@\n\x13\x61i.drape.catalog.v1P\x01Z\'drape.ai/gen/drape/catalog/v1;catalogv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -25,18 +25,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.catalog.v1.events_pb2
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\023ai.drape.catalog.v1P\001Z\'drape.ai/gen/drape/catalog/v1;catalogv1'
-  _globals['_ASSETKIND']._serialized_start=1522
-  _globals['_ASSETKIND']._serialized_end=1651
-  _globals['_GARMENTREF']._serialized_start=150
-  _globals['_GARMENTREF']._serialized_end=232
-  _globals['_DELIVERABLES']._serialized_start=234
-  _globals['_DELIVERABLES']._serialized_end=356
-  _globals['_PRODUCTUPSERTED']._serialized_start=359
-  _globals['_PRODUCTUPSERTED']._serialized_end=665
-  _globals['_ASSETREADY']._serialized_start=668
-  _globals['_ASSETREADY']._serialized_end=1058
-  _globals['_JOBFAILED']._serialized_start=1061
-  _globals['_JOBFAILED']._serialized_end=1392
-  _globals['_ASSETEVENT']._serialized_start=1394
-  _globals['_ASSETEVENT']._serialized_end=1519
+  _globals['_ASSETKIND']._serialized_start=1638
+  _globals['_ASSETKIND']._serialized_end=1767
+  _globals['_GARMENTREF']._serialized_start=151
+  _globals['_GARMENTREF']._serialized_end=348
+  _globals['_DELIVERABLES']._serialized_start=350
+  _globals['_DELIVERABLES']._serialized_end=472
+  _globals['_PRODUCTUPSERTED']._serialized_start=475
+  _globals['_PRODUCTUPSERTED']._serialized_end=781
+  _globals['_ASSETREADY']._serialized_start=784
+  _globals['_ASSETREADY']._serialized_end=1174
+  _globals['_JOBFAILED']._serialized_start=1177
+  _globals['_JOBFAILED']._serialized_end=1508
+  _globals['_ASSETEVENT']._serialized_start=1510
+  _globals['_ASSETEVENT']._serialized_end=1635
 # @@protoc_insertion_point(module_scope)

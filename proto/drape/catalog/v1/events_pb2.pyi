@@ -23,12 +23,18 @@ ASSET_KIND_PREVIEW: AssetKind
 ASSET_KIND_POSTER: AssetKind
 
 class GarmentRef(_message.Message):
-    __slots__ = ("image_uri", "category")
+    __slots__ = ("image_uri", "category", "product_type", "sleeve", "length")
     IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SLEEVE_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
     image_uri: str
     category: _tryon_service_pb2.GarmentCategory
-    def __init__(self, image_uri: _Optional[str] = ..., category: _Optional[_Union[_tryon_service_pb2.GarmentCategory, str]] = ...) -> None: ...
+    product_type: str
+    sleeve: _tryon_service_pb2.SleeveLength
+    length: _tryon_service_pb2.GarmentLength
+    def __init__(self, image_uri: _Optional[str] = ..., category: _Optional[_Union[_tryon_service_pb2.GarmentCategory, str]] = ..., product_type: _Optional[str] = ..., sleeve: _Optional[_Union[_tryon_service_pb2.SleeveLength, str]] = ..., length: _Optional[_Union[_tryon_service_pb2.GarmentLength, str]] = ...) -> None: ...
 
 class Deliverables(_message.Message):
     __slots__ = ("stills", "clips", "motion_template", "still_format")
