@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from services.common.analysis.saliency import default_model as default_saliency
 from services.common.errors import InvalidInputError
 
 CATEGORIES = ("top", "bottom", "dress", "outerwear")
@@ -47,6 +48,10 @@ MAX_BORDER_FRACTION = 0.5
 # Median colour distance (Lab Delta E) of the border band from its own median colour above
 # which the border is not a plain backdrop. Linen-like texture is about 1-3; noise 15+.
 MAX_BACKDROP_SPREAD = 10.0
+# With the learned cut-out a floor, a bedspread or props around the garment are fine (they
+# are not salient); a border varying more than this is no backdrop at all (noise, a
+# close-up of a pattern). Tiled floors measure about 12, noise about 37.
+MAX_SCENE_SPREAD = 25.0
 
 # Segmentation works on images at most this long side (the mask is scaled back): Lab
 # conversion and morphology scale with pixels, and the outline needs no more detail.
@@ -57,6 +62,17 @@ _SHAPE_SIDE = 640
 # backdrop out; the cap keeps a busy border from swallowing a low-contrast garment.
 _THRESHOLD_FLOOR = 5.0
 _THRESHOLD_CAP = 30.0
+# A border whose colour varies less than this (median Delta E) is a plain backdrop, whose
+# colour edges are trusted for the outline; above it (a floor, a bedspread, props) only the
+# learned saliency is.
+_PLAIN_SPREAD = 5.0
+# Delta E scale of the saliency model's view of a plain-backdrop photo, exp(-dE / scale):
+# 2 Delta E (a white tee on a light-grey sweep) is mid-grey, 15 and more is black, JPEG
+# noise on the backdrop (well under 1) stays near white.
+_CONTRAST_SCALE = 3.0
+# A pixel this far from a plain backdrop's colour (Delta E) is probably not backdrop (a
+# white garment on a light sweep); only used to notice that the model missed most of one.
+_FAINT_DELTA_E = 1.5
 
 # A neckline notch deeper than this fraction of the garment's height makes it upper-body
 # (drawn necklines: 7-25 % of the height; a straight waistband: about 0).
@@ -112,14 +128,18 @@ class _Segmentation:
     backdrop_spread: float
 
 
-def segment_garment(image: np.ndarray) -> np.ndarray:
+def segment_garment(image: np.ndarray, saliency: Saliency | str | None = "default") -> np.ndarray:
     """Cut the garment out of a flat-lay.
 
     Args:
         image: ``H x W x 3`` RGB or ``H x W x 4`` RGBA uint8 (as
             :func:`services.common.images.decode_image` returns). An alpha channel with
-            real transparency is used as the mask; otherwise the garment is separated from
-            a plain (white, coloured or mildly textured) backdrop by colour.
+            real transparency is used as the mask; otherwise the learned saliency
+            (U²-Net-p) finds the garment and, on a plain backdrop, colour edges give its
+            exact outline.
+        saliency: the saliency model; ``"default"`` is the shipped U²-Net-p
+            (:func:`services.common.analysis.saliency.default_model`), None the colour
+            cut-out alone.
 
     Returns:
         ``H x W`` float32 alpha in 0..1; all zeros when nothing stands out.
@@ -127,7 +147,18 @@ def segment_garment(image: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: when ``image`` is not an ``H x W x 3|4`` uint8 array.
     """
-    return _segment(_check_array(image)).alpha
+    return _segment(_check_array(image), _saliency(saliency)).alpha
+
+
+Saliency = Callable[[np.ndarray], np.ndarray]
+
+
+def _saliency(choice: Saliency | str | None) -> Saliency | None:
+    if isinstance(choice, str):
+        if choice != "default":
+            raise ValueError(f"saliency must be a model, 'default' or None, got {choice!r}")
+        return default_saliency()
+    return choice
 
 
 def _check_array(image: np.ndarray) -> np.ndarray:
@@ -142,7 +173,9 @@ def _check_array(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _segment(image: np.ndarray) -> _Segmentation:
+def _segment(image: np.ndarray, saliency: Callable[[np.ndarray], np.ndarray] | None = None):
+    """The cut-out: real alpha if there is any, else the learned saliency and the colour
+    cut-out combined (see :func:`_combine`); the colour cut-out alone without a model."""
     h_full, w_full = image.shape[:2]
     if image.shape[2] == 4:
         a = image[..., 3]
@@ -160,11 +193,67 @@ def _segment(image: np.ndarray) -> _Segmentation:
         size = (max(1, round(w_full * scale)), max(1, round(h_full * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     h, w = rgb.shape[:2]
+    band = max(2, round(0.02 * min(h, w)))
+    colour, seen, spread, dist = _colour_cut(rgb, band)
+    if saliency is not None:
+        sal = _saliency_map(saliency, rgb, dist, spread)
+        mask, seen = _combine(sal, colour, seen, spread)
+    else:
+        mask = colour
+    if not mask.any():
+        return _Segmentation(np.zeros((h_full, w_full), np.float32), False, spread)
+    mask = _drop_hanger(mask)
+    # Pixels that bridging, hole filling or the learned map made garment may have the
+    # backdrop's colour: their coverage cannot be measured, and must not be (it would read
+    # as zero).
+    alpha = _edge_alpha(rgb, mask, mask & ~seen, border_rgb=_border_band(rgb, band))
+    if scale < 1.0:
+        alpha = cv2.resize(alpha, (w_full, h_full), interpolation=cv2.INTER_LINEAR)
+    return _Segmentation(np.clip(alpha, 0.0, 1.0), False, spread)
+
+
+def _saliency_map(
+    saliency: Saliency, rgb: np.ndarray, dist: np.ndarray, spread: float
+) -> np.ndarray:
+    """The model's saliency, ``H x W``; on a plain backdrop, a second look when the model
+    saw far less than what differs from the backdrop.
+
+    A white tee on a light-grey sweep differs from it by a couple of Delta E, which a network
+    trained on natural contrast does not see: it fixes on the print. Shown each pixel's
+    distance from the backdrop instead, amplified (dark on white), the tee is a clear
+    silhouette. That view is not the default because it also amplifies soft shadows around
+    a garment, which the photo itself lets the model ignore.
+    """
+    h, w = rgb.shape[:2]
+    sal = cv2.resize(np.asarray(saliency(rgb), np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if spread > _PLAIN_SPREAD:
+        return sal
+    seen = _main_pieces(sal >= 0.5)
+    differs = _main_pieces(
+        cv2.morphologyEx(
+            (dist > _FAINT_DELTA_E).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
+        ).astype(bool)
+    )
+    if differs.sum() <= 2 * seen.sum() or np.count_nonzero(differs & seen) < 0.8 * seen.sum():
+        return sal
+    view = (255.0 * np.exp(-dist / _CONTRAST_SCALE)).astype(np.uint8)
+    view = np.repeat(view[..., None], 3, axis=2)
+    second = np.asarray(saliency(view), np.float32)
+    return cv2.resize(second, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _colour_cut(rgb: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Colour-distance cut-out from the backdrop colour (the border band's median).
+
+    Returns:
+        ``(mask, seen, spread, dist)``: the cleaned binary mask, the pixels that differ from
+        the backdrop by colour (before bridging and hole filling), the border's median
+        colour spread and every pixel's distance from the backdrop colour (Delta E).
+    """
+    h, w = rgb.shape[:2]
     lab = cv2.cvtColor(rgb.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
     # A light blur evens out fabric and backdrop texture before the per-pixel test.
     lab = cv2.GaussianBlur(lab, (0, 0), 0.5)
-
-    band = max(2, round(0.02 * min(h, w)))
     border = _border_band(lab, band)
     backdrop = np.median(border, axis=0)
     dist = np.sqrt(((lab - backdrop) ** 2).sum(axis=2))
@@ -179,25 +268,114 @@ def _segment(image: np.ndarray) -> _Segmentation:
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
     seen = fg.astype(bool)
     fg = _bridge_vertical(fg, max(3, int(0.05 * h) | 1))
-
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if count <= 1:
-        return _Segmentation(np.zeros((h_full, w_full), np.float32), False, med)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.zeros(count, bool)
-    # The garment and any piece at least a tenth its size (a detached strap, a belt).
-    keep[1:] = areas >= 0.1 * areas.max()
-    mask = keep[labels]
+    mask = _main_pieces(fg.astype(bool))
     # Holes enclosed by the garment are garment: a white print, a white stripe that stops
     # short of the outline, a button the colour of the backdrop.
-    mask = ndimage.binary_fill_holes(mask)
+    return ndimage.binary_fill_holes(mask), seen, med, dist
 
-    # Pixels that bridging or hole filling made garment have the backdrop's colour: their
-    # coverage cannot be measured, and must not be (it would read as zero).
-    alpha = _edge_alpha(rgb, mask, mask & ~seen, border_rgb=_border_band(rgb, band))
-    if scale < 1.0:
-        alpha = cv2.resize(alpha, (w_full, h_full), interpolation=cv2.INTER_LINEAR)
-    return _Segmentation(np.clip(alpha, 0.0, 1.0), False, med)
+
+def _main_pieces(mask: np.ndarray, share: float = 0.1) -> np.ndarray:
+    """The largest connected piece and any at least ``share`` of its size (a detached strap,
+    a belt); specks, labels and props smaller than that go."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    if count <= 1:
+        return np.zeros(mask.shape, bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(count, bool)
+    keep[1:] = areas >= share * areas.max()
+    return keep[labels]
+
+
+def _combine(
+    sal: np.ndarray, colour: np.ndarray, seen: np.ndarray, spread: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Learned saliency where it is strong, colour edges where they are.
+
+    U²-Net-p sees the garment as an object, so a white tee on white or a soft shadow does
+    not fool it, and a busy floor or props around the garment are not salient; but its
+    320 x 320 output is blurred at full resolution. The colour cut-out has crisp, exact
+    edges but only on a plain backdrop, and punches holes where the garment has the
+    backdrop's colour. So: the saliency decides the region (its interior is garment, far
+    outside is backdrop) and, on a plain backdrop, the colour cut-out decides the outline
+    within a narrow band along the saliency's edge. Where the saliency caught only part of
+    a garment that the colour cut-out finds whole on a plain backdrop (a bold print on a
+    white tee can outshine the tee), the colour cut-out's piece is kept as well.
+
+    Returns:
+        ``(mask, seen)``: the binary mask, and the pixels whose colour was measured as
+        garment (for the soft edge).
+    """
+    h, w = sal.shape
+    s_bin = _main_pieces(sal >= 0.5)
+    if not s_bin.any():
+        return s_bin, seen
+    ys, xs = np.nonzero(s_bin)
+    size = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1
+    plain = spread <= _PLAIN_SPREAD
+    if plain and not colour.any():
+        # Nothing differs from a plain backdrop: the image is blank, whatever a min-max
+        # normalised saliency map of it shows.
+        return colour, seen
+    if plain:
+        overlap = np.count_nonzero(colour & s_bin)
+        # The colour piece contains most of the salient region but is much larger: the
+        # saliency fixed on a detail. Both together, since each saw part of the garment.
+        if overlap >= 0.8 * np.count_nonzero(s_bin) and colour.sum() > 1.5 * s_bin.sum():
+            s_bin = s_bin | colour
+    r = max(2, int(0.015 * size))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    core = cv2.erode(s_bin.astype(np.uint8), k).astype(bool)
+    reach = cv2.dilate(s_bin.astype(np.uint8), k).astype(bool)
+    if plain:
+        mask = core | (reach & colour)
+        seen = seen & reach
+    else:
+        mask = s_bin
+        seen = np.zeros_like(seen)
+    mask = ndimage.binary_fill_holes(_main_pieces(mask))
+    return mask, seen
+
+
+def _drop_hanger(mask: np.ndarray) -> np.ndarray:
+    """Remove a hanger's hook (and clips) sticking up from the top of a garment.
+
+    A hook is thin (a few per cent of the garment's width) and stands above the garment's
+    top edge near its centre; a strap is thin too but runs from the body to the shoulders on
+    either side. So: what an opening with a kernel a little wider than a hook removes, and
+    what lies above every row of the opened garment's top edge, goes. Straps keep their
+    connection to the body below and ties below the hem are never above the top.
+    """
+    ys, xs = np.nonzero(mask)
+    width = xs.max() - xs.min() + 1
+    r = max(2, int(0.02 * width))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    body = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, k).astype(bool)
+    body = _main_pieces(body, 0.05)
+    if not body.any():
+        return mask
+    rows = np.flatnonzero(body.any(axis=1))
+    top = rows[0]
+    thin = mask & ~body
+    above = np.zeros_like(mask)
+    above[:top] = True
+    drop = thin & above
+    if not drop.any():
+        return mask
+    # Only pieces that stand wholly above the body's top row go (a hook and its neck);
+    # thin pieces reaching into the body's rows are straps or a collar point.
+    count, labels = cv2.connectedComponents(thin.astype(np.uint8), connectivity=8)
+    out = mask.copy()
+    bx = np.flatnonzero(body.any(axis=0))
+    centre, half = (bx[0] + bx[-1]) / 2.0, (bx[-1] - bx[0] + 1) / 2.0
+    for i in range(1, count):
+        piece = labels == i
+        py = np.flatnonzero(piece.any(axis=1))
+        px = np.flatnonzero(piece.any(axis=0))
+        if py[-1] <= top + r and abs((px[0] + px[-1]) / 2.0 - centre) < 0.3 * half:
+            out &= ~piece
+    return _main_pieces(out)
 
 
 def _border_band(img: np.ndarray, band: int) -> np.ndarray:
@@ -285,6 +463,10 @@ def analyze_garment(
     image: np.ndarray,
     category: str | None = None,
     segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+    *,
+    sleeve: str | None = None,
+    length: str | None = None,
+    saliency: Saliency | str | None = "default",
 ) -> GarmentAnalysis:
     """Cut out a flat-lay garment and describe it.
 
@@ -326,10 +508,12 @@ def analyze_garment(
     if min(h, w) < 32:
         raise _not_found(f"the image is {w} x {h} pixels, too small to find a garment in")
 
-    seg = _segment(image)
+    model = _saliency(saliency)
+    seg = _segment(image, model)
     if segmenter is not None and not seg.from_alpha:
         seg = _Segmentation(np.asarray(segmenter(image), np.float32), False, 0.0)
-    if not seg.from_alpha and seg.backdrop_spread > MAX_BACKDROP_SPREAD:
+    limit = MAX_BACKDROP_SPREAD if model is None and segmenter is None else MAX_SCENE_SPREAD
+    if not seg.from_alpha and seg.backdrop_spread > limit:
         raise _not_found(
             "the image border is not a plain backdrop (its colour varies by a median "
             f"Delta E of {seg.backdrop_spread:.0f}); a flat-lay photo on a plain background "
