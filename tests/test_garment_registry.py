@@ -382,3 +382,17 @@ def test_cli_register_then_tryon_by_id(tmp_path, capsys, server):
     assert rc == 0 and Image.open(io.BytesIO(out2.read_bytes())).format == "JPEG"
     assert main(["garments", "register", str(tee), "--server", addr, "--length", "knee"]) == 1
     assert "GARMENT_HINT_INCOMPLETE" in capsys.readouterr().err
+
+
+def test_settings_check_the_garment_store():
+    from services.common.errors import ConfigError
+
+    assert load_settings(env={"DRAPE_GARMENT_STORE": "file:///tmp/g"}).garment_store
+    for env, setting in [
+        ({"DRAPE_GARMENT_STORE": "/srv/garments"}, "DRAPE_GARMENT_STORE"),
+        ({"DRAPE_GARMENT_STORE": "s3://bucket/garments"}, "DRAPE_CATALOG_S3_ENDPOINT"),
+        ({"DRAPE_GARMENT_CACHE_SIZE": "0"}, "DRAPE_GARMENT_CACHE_SIZE"),
+    ]:
+        with pytest.raises(ConfigError) as ei:
+            load_settings(env=env)
+        assert ei.value.setting == setting
