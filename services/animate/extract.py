@@ -25,6 +25,24 @@ BETA = 8.0
 D_CUTOFF = 1.0
 FACE_EVERY = 5  # count persons on every 5th frame (faces do not come and go faster)
 
+# Rendered pose skeletons (OpenPose / DWPose "body" drawings, the control signal of pose-
+# guided video models): 18 COCO keypoints drawn as full-intensity dots in fixed colours
+# over limbs drawn at 60 % opacity, on black. Colours in RGB, keypoint order of
+# OpenPose's COCO model (nose, neck, right shoulder, elbow, wrist, left shoulder, elbow,
+# wrist, right hip, knee, ankle, left hip, knee, ankle, right eye, left eye, right ear,
+# left ear).
+OPENPOSE_COLOURS = np.array([
+    [255, 0, 0], [255, 85, 0], [255, 170, 0], [255, 255, 0], [170, 255, 0], [85, 255, 0],
+    [0, 255, 0], [0, 255, 85], [0, 255, 170], [0, 255, 255], [0, 170, 255], [0, 85, 255],
+    [0, 0, 255], [85, 0, 255], [170, 0, 255], [255, 0, 255], [255, 0, 170], [255, 0, 85],
+], np.float32)  # fmt: skip
+# MediaPipe index <- OpenPose index, for the keypoints both have.
+OPENPOSE_TO_MP = {
+    0: 0, 2: 15, 5: 14, 7: 17, 8: 16, 11: 5, 12: 2, 13: 6, 14: 3, 15: 7, 16: 4,
+    23: 11, 24: 8, 25: 12, 26: 9, 27: 13, 28: 10,
+}  # fmt: skip
+SKELETON_BLACK_SHARE = 0.8  # a skeleton drawing is mostly black; camera footage is not
+
 
 def _alpha(cutoff: float, dt: float) -> float:
     tau = 1.0 / (2 * np.pi * cutoff)
@@ -69,6 +87,139 @@ def make_loop(frames: np.ndarray, fps: float, seconds: float = 0.5) -> np.ndarra
     x = (np.arange(e) + 1) / (e + 1)
     w = (x * x * (3 - 2 * x))[:, None, None]
     out[n - e :] = frames[n - e :] * (1 - w) + frames[0][None] * w
+    return out
+
+
+def is_skeleton_video(frames: np.ndarray) -> bool:
+    """Whether ``frames`` (a few, ``N x H x W x 3``) are rendered pose skeletons: mostly
+    black, the rest strongly saturated colour (the limb and joint palette)."""
+    f = frames[:: max(1, len(frames) // 5)][:5].astype(np.int16)
+    mx, mn = f.max(-1), f.min(-1)
+    black = (mx < 40).mean()
+    lit = mx >= 100
+    saturated = ((mx - mn) > 0.6 * mx) & lit
+    return bool(black >= SKELETON_BLACK_SHARE and lit.any() and saturated.sum() >= 0.5 * lit.sum())
+
+
+# Limbs as drawn (OpenPose COCO indices, parent first, in the order that finds each child
+# from a known parent); limb i is drawn in 0.6 x OPENPOSE_COLOURS[i] of its drawing index.
+OPENPOSE_LIMBS = {  # drawing index: (parent, child)
+    0: (1, 2), 1: (1, 5), 6: (1, 8), 9: (1, 11), 12: (1, 0),
+    2: (2, 3), 3: (3, 4), 4: (5, 6), 5: (6, 7), 7: (8, 9), 8: (9, 10), 10: (11, 12), 11: (12, 13),
+    13: (0, 14), 15: (0, 15), 14: (14, 16), 16: (15, 17),
+}  # fmt: skip
+
+
+def _limb_far_end(img: np.ndarray, colour: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+    """The end of the limb drawn in ``colour`` that is farther from ``start`` (the limb is
+    a long ellipse between its joints: the extremes of its pixels along its main axis)."""
+    import cv2
+
+    m = (np.abs(img - colour).max(-1) < 28) & (img.max(-1) < 200)
+    n, lab, stats, _c = cv2.connectedComponentsWithStats(m.astype(np.uint8))
+    if n < 2:
+        return None
+    # The limb's piece that reaches nearest the known joint (a crossing limb can cut it).
+    best, best_d = 0, np.inf
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < 6:
+            continue
+        ys, xs = np.nonzero(lab == i)
+        d = np.min(np.hypot(xs - start[0], ys - start[1]))
+        if d < best_d:
+            best, best_d = i, d
+    if best == 0:
+        return None
+    ys, xs = np.nonzero(lab == best)
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    c = pts.mean(0)
+    _u, _s, vt = np.linalg.svd(pts - c, full_matrices=False)
+    proj = (pts - c) @ vt[0]
+    ends = [c + vt[0] * np.percentile(proj, 1), c + vt[0] * np.percentile(proj, 99)]
+    return max(ends, key=lambda e: np.hypot(*(e - start)))
+
+
+def read_skeleton(frame: np.ndarray) -> np.ndarray:
+    """The pose drawn in one skeleton frame, as ``33 x 3`` (x, y normalised, visibility).
+
+    The neck is its dot (full intensity; limbs are drawn at 60 %); every other joint is the
+    far end of the limb that joins it to a joint already found, refined to its own dot
+    nearby. Keypoints MediaPipe has and OpenPose does not (eye corners, mouth, fingers,
+    heels, toes) are placed rigidly from the ones it has.
+    """
+    h, w = frame.shape[:2]
+    img = frame.astype(np.float32)
+    bright = img.max(-1) >= 170
+    op = np.full((18, 3), np.nan, np.float32)
+    radius = 0.03 * h
+
+    def dot(k: int, near: np.ndarray | None) -> np.ndarray | None:
+        m = bright & (np.abs(img - OPENPOSE_COLOURS[k]).max(-1) < 60)
+        ys, xs = np.nonzero(m)
+        if near is not None:
+            keep = np.hypot(xs - near[0], ys - near[1]) < radius
+            ys, xs = ys[keep], xs[keep]
+        if len(xs) < 3:
+            return None
+        if near is None:  # the neck: the densest blob of its colour
+            import cv2
+
+            n, lab, stats, cents = cv2.connectedComponentsWithStats(m.astype(np.uint8))
+            if n < 2:
+                return None
+            return cents[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))]
+        return np.array([xs.mean(), ys.mean()])
+
+    neck = dot(1, None)
+    if neck is None:
+        return np.zeros((33, 3), np.float32)
+    op[1] = (*neck, 1.0)
+    for i, (par, ch) in OPENPOSE_LIMBS.items():
+        if not np.isfinite(op[par, 0]):
+            continue
+        end = _limb_far_end(img, OPENPOSE_COLOURS[i] * 0.6, op[par, :2])
+        if end is None:
+            continue
+        refined = dot(ch, end)
+        op[ch] = (*(refined if refined is not None else end), 1.0)
+    return skeleton_to_mediapipe(op, (h, w))
+
+
+def skeleton_to_mediapipe(op: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``18 x 3`` OpenPose keypoints (pixels, NaN where missing) -> ``33 x 3`` MediaPipe
+    keypoints normalised to ``size`` = (height, width)."""
+    h, w = size
+    out = np.zeros((33, 3), np.float32)
+    for mp_i, op_i in OPENPOSE_TO_MP.items():
+        if np.isfinite(op[op_i, 0]):
+            out[mp_i] = op[op_i]
+    have = out[:, 2] > 0
+
+    def at(i):
+        return out[i, :2] if have[i] else None
+
+    for eye, (inner, outer) in ((2, (1, 3)), (5, (4, 6))):
+        if have[eye]:
+            out[inner], out[outer] = out[eye], out[eye]
+    if have[0] and have[2] and have[5]:
+        eyes = (out[2, :2] + out[5, :2]) / 2
+        down = out[0, :2] - eyes
+        across = (out[2, :2] - out[5, :2]) * 0.3
+        out[9, :2], out[10, :2] = out[0, :2] + down * 0.6 + across, out[0, :2] + down * 0.6 - across
+        out[9:11, 2] = 1.0
+    for wr, el, fingers in ((15, 13, (17, 19, 21)), (16, 14, (18, 20, 22))):
+        if at(wr) is not None and at(el) is not None:
+            for f in fingers:
+                out[f, :2] = out[wr, :2] + (out[wr, :2] - out[el, :2]) * 0.2
+                out[f, 2] = 1.0
+    for an, kn, heel, toe in ((27, 25, 29, 31), (28, 26, 30, 32)):
+        if at(an) is not None and at(kn) is not None:
+            shin = out[an, :2] - out[kn, :2]
+            out[heel, :2] = out[an, :2] + shin * 0.08
+            out[toe, :2] = out[an, :2] + shin * 0.12 + np.array([0.0, 0.02 * h])
+            out[[heel, toe], 2] = 1.0
+    out[:, 0] /= w
+    out[:, 1] /= h
     return out
 
 
@@ -135,35 +286,12 @@ class MotionExtractor:
         last = max(first + 1, min(video.frame_count, int(np.ceil(end * vfps))))
         return first, last, min(fps or vfps, self.max_fps)
 
-    def extract(
-        self,
-        video: DecodedVideo,
-        name: str = "",
-        description: str = "",
-        fps: float = 0.0,
-        framing: str | None = None,
-        loop: bool = False,
-        start: float = 0.0,
-        end: float = 0.0,
-        token: CancelToken | None = None,
-        field: str = "video",
-    ) -> tuple[Motion, int]:
-        """Extract a template; returns it and the number of interpolated frames.
-
-        Raises:
-            InvalidInputError: those of :meth:`check`, VIDEO_HAS_NO_PERSON,
-                VIDEO_PERSON_LOST, VIDEO_MULTIPLE_PERSONS.
-        """
+    def _model_poses(self, clip, kp, found, token, counts) -> None:
+        """MediaPipe Pose (tracking mode) on every frame into ``kp``/``found``; face
+        detection on every FACE_EVERY-th frame counts frames with several persons
+        (``counts`` = [frames with several, frames checked])."""
         import mediapipe as mp
 
-        token = token or CancelToken()
-        first, last, out_fps = self.check(video, fps, start, end, name, field)
-        clip = video.frames[first:last]
-        vfps = video.fps or 25.0
-        n = len(clip)
-        kp = np.zeros((n, 33, 3), np.float32)
-        found = np.zeros(n, bool)
-        multi, checked = 0, 0
         with self._lock:
             pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1)
             faces = mp.solutions.face_detection.FaceDetection(
@@ -183,11 +311,52 @@ class MotionExtractor:
                              * x.location_data.relative_bounding_box.height for x in d),
                             reverse=True,
                         )  # fmt: skip
-                        checked += 1
-                        multi += int(sum(a >= 0.25 * areas[0] for a in areas) > 1) if areas else 0
+                        counts[1] += 1
+                        counts[0] += (
+                            int(sum(a >= 0.25 * areas[0] for a in areas) > 1) if areas else 0
+                        )
             finally:
                 pose.close()
                 faces.close()
+
+    def extract(
+        self,
+        video: DecodedVideo,
+        name: str = "",
+        description: str = "",
+        fps: float = 0.0,
+        framing: str | None = None,
+        loop: bool = False,
+        start: float = 0.0,
+        end: float = 0.0,
+        token: CancelToken | None = None,
+        field: str = "video",
+    ) -> tuple[Motion, int]:
+        """Extract a template; returns it and the number of interpolated frames.
+
+        Raises:
+            InvalidInputError: those of :meth:`check`, VIDEO_HAS_NO_PERSON,
+                VIDEO_PERSON_LOST, VIDEO_MULTIPLE_PERSONS.
+        """
+        token = token or CancelToken()
+        first, last, out_fps = self.check(video, fps, start, end, name, field)
+        clip = video.frames[first:last]
+        vfps = video.fps or 25.0
+        n = len(clip)
+        kp = np.zeros((n, 33, 3), np.float32)
+        found = np.zeros(n, bool)
+        multi = 0
+        if is_skeleton_video(clip):
+            # A drawn skeleton is read directly: the pose model sees no person in it.
+            for i, frame in enumerate(clip):
+                token.check("extract")
+                kp[i] = read_skeleton(frame)
+                # The torso's four corners make a pose; without them the frame is a gap.
+                found[i] = bool((kp[i, [11, 12, 23, 24], 2] > 0).all())
+            checked = 0
+        else:
+            self._model_poses(clip, kp, found, token, counts := [0, 0])
+            multi, checked = counts
         if not found.any():
             raise InvalidInputError(
                 "VIDEO_HAS_NO_PERSON", "no person was found in any frame of the video", field=field

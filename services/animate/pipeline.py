@@ -229,6 +229,31 @@ class AnimatePipeline:
         self.analyzer = analyzer
         self.backend = backend or SkeletalBackend()
 
+    def prepare(
+        self,
+        still: np.ndarray,
+        analysis: PersonAnalysis,
+        motion: Motion,
+        options: ClipOptions,
+        fps: float,
+        frames: int,
+    ) -> tuple[np.ndarray, PersonAnalysis, Targets, list[tuple[str, str]]]:
+        """Fit the still to the clip size, fit the motion to what the photo shows and
+        retarget it: ``(still in clip pixels, its analysis, targets, warnings)``.
+
+        Raises:
+            InvalidInputError: MOTION_FRAMING_MISMATCH, MOTION_NOT_SUPPORTED_BY_PHOTO.
+        """
+        w, h = clip_size(still.shape[:2], options.width, options.height, options.max_side)
+        rgb, pa = fit_still(still, analysis, (w, h))
+        start = None
+        if options.start_pose is not None:
+            start = np.asarray(options.start_pose, np.float64)[:, :2] * [w, h]
+        targets = retarget(
+            motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start
+        )
+        return rgb, pa, targets, []
+
     def run(
         self,
         still: np.ndarray,
@@ -275,15 +300,9 @@ class AnimatePipeline:
         timings["analyse"] = time.perf_counter() - t
         token.check("analyse")
         t = time.perf_counter()
-        w, h = clip_size(still.shape[:2], options.width, options.height, options.max_side)
-        rgb, pa = fit_still(still, analysis, (w, h))
-        start = None
-        if options.start_pose is not None:
-            start = np.asarray(options.start_pose, np.float64)[:, :2] * [w, h]
         report(0, frames, "retarget")
-        targets = retarget(
-            motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start
-        )
+        rgb, pa, targets, fit_warnings = self.prepare(still, analysis, motion, options, fps, frames)
+        w, h = rgb.shape[1], rgb.shape[0]
         timings["retarget"] = time.perf_counter() - t
         token.check("retarget")
 
@@ -329,7 +348,7 @@ class AnimatePipeline:
         preview = encode_preview(previews, fps / step, options.preview) if options.preview else None
         poster_bytes = encode_image(poster[0], options.poster_format) if options.poster else None
         timings["preview"] = time.perf_counter() - t
-        warnings = list(pa.warnings)
+        warnings = list(pa.warnings) + fit_warnings
         if options.contact_shadow and pa.framing != "full":
             warnings.append(
                 ("CONTACT_SHADOW_IGNORED", "the still shows no feet; no contact shadow drawn")

@@ -14,7 +14,16 @@ import dataclasses
 import cv2
 import numpy as np
 
-from services.animate.deform import ArapMesh, Bone, affine_fit, build_mesh, rigid, skin_weights
+from services.animate.deform import (
+    ArapMesh,
+    Bone,
+    _seg_dist,
+    affine_fit,
+    build_mesh,
+    rigid,
+    skin_weights,
+)
+from services.animate.layers import _capsule, segment_arms, shoulder_width, torso_behind
 from services.common.analysis import person as P
 
 FAR = -1.0e5  # map value outside every triangle: remap reads transparent border there
@@ -82,24 +91,15 @@ def _fill_from(rgb: np.ndarray, hole: np.ndarray, source: np.ndarray) -> np.ndar
     return (rgb * (1 - soft) + filled * soft + 0.5).astype(np.uint8)
 
 
-def _capsule(mask: np.ndarray, a, b, radius: float) -> None:
-    r = max(1, int(round(radius)))
-    pa, pb = tuple(int(v) for v in np.round(a)), tuple(int(v) for v in np.round(b))
-    cv2.line(mask, pa, pb, 1, 2 * r)
-    cv2.circle(mask, pa, r, 1, -1)
-    cv2.circle(mask, pb, r, 1, -1)
-
-
 def part_masks(
-    lm: np.ndarray, person: np.ndarray, arms: dict, hands: dict, framing: str
+    lm: np.ndarray, person: np.ndarray, arms: dict[str, np.ndarray], framing: str
 ) -> dict[str, np.ndarray]:
-    """Bool masks of the parts: arms (from the analysis), legs (capsules along the leg
-    bones, full-body stills only), and the torso with the head (the rest)."""
+    """Bool masks of the parts: the arms (already cut out, see :mod:`layers`), legs
+    (capsules along the leg bones, full-body stills only), and the torso with the head
+    (the rest)."""
     h, w = person.shape
-    sw = float(np.linalg.norm(lm[P.L_SHOULDER, :2] - lm[P.R_SHOULDER, :2]))
-    parts: dict[str, np.ndarray] = {}
-    for side in ("left", "right"):
-        parts[f"arm_{side}"] = (arms[side] | hands[side]) & person
+    sw = shoulder_width(lm)
+    parts: dict[str, np.ndarray] = {f"arm_{s}": arms[s] & person for s in ("left", "right")}
     taken = parts["arm_left"] | parts["arm_right"]
     if framing == "full":
         hip_y = (lm[P.L_HIP, 1] + lm[P.R_HIP, 1]) / 2
@@ -118,8 +118,6 @@ def part_masks(
         if both.any():
             ys, xs = np.nonzero(both)
             p = np.stack([xs, ys], 1).astype(np.float64)
-            from services.animate.deform import _seg_dist
-
             dl = _seg_dist(p, lm[P.L_KNEE, :2].astype(float), lm[P.L_ANKLE, :2].astype(float))
             dr = _seg_dist(p, lm[P.R_KNEE, :2].astype(float), lm[P.R_ANKLE, :2].astype(float))
             parts["leg_left"][ys[dl > dr], xs[dl > dr]] = False
@@ -129,22 +127,21 @@ def part_masks(
     return parts
 
 
-def _torso_hull(lm: np.ndarray, sw: float) -> np.ndarray:
-    """Polygon of the torso behind the arms: shoulders and hips pushed outwards."""
-    ls, rs, lh, rh = (lm[i, :2].astype(np.float64) for i in (11, 12, 23, 24))
-    ax = (ls - rs) / max(np.linalg.norm(ls - rs), 1e-6)
-    return np.array(
-        [rs - ax * 0.05 * sw, ls + ax * 0.05 * sw, lh + ax * 0.22 * sw, rh - ax * 0.22 * sw]
-    )
-
-
 def bone_geometry(lm: np.ndarray, sw: float) -> dict[str, Bone]:
-    """Rest geometry of every skinning bone."""
+    """Rest geometry of every skinning bone. The trunk has two: the chest (shoulders to the
+    waist) follows the shoulders, the pelvis (waist down, and the thighs of a photo cut
+    above the feet) follows the hips, so a skirt stays with the hips while the shoulders
+    sway."""
     p = lm[:, :2].astype(np.float64)
     nose, mid_s = p[0], (p[11] + p[12]) / 2
     top = nose + (nose - mid_s) * 0.6
+    wl, wr = p[11] + 0.55 * (p[23] - p[11]), p[12] + 0.55 * (p[24] - p[12])
+    down_l, down_r = p[23] + 1.5 * (p[23] - p[11]), p[24] + 1.5 * (p[24] - p[12])
     return {
-        "torso": Bone("torso", mid_s, (p[23] + p[24]) / 2, polygon=p[[12, 11, 23, 24]]),
+        "chest": Bone("chest", mid_s, (wl + wr) / 2, polygon=np.array([p[12], p[11], wl, wr])),
+        "pelvis": Bone(
+            "pelvis", (wl + wr) / 2, (p[23] + p[24]) / 2, polygon=np.array([wr, wl, down_l, down_r])
+        ),  # fmt: skip
         "head": Bone("head", nose, top),
         "upper_left": Bone("upper_left", p[11], p[13]),
         "fore_left": Bone("fore_left", p[13], p[19] * 0.5 + p[15] * 0.5),
@@ -158,11 +155,11 @@ def bone_geometry(lm: np.ndarray, sw: float) -> dict[str, Bone]:
 
 
 LAYER_BONES = {
-    "torso": ["torso", "head"],
-    "arm_left": ["torso", "upper_left", "fore_left"],
-    "arm_right": ["torso", "upper_right", "fore_right"],
-    "leg_left": ["torso", "thigh_left", "shin_left"],
-    "leg_right": ["torso", "thigh_right", "shin_right"],
+    "torso": ["chest", "pelvis", "head"],
+    "arm_left": ["chest", "upper_left", "fore_left"],
+    "arm_right": ["chest", "upper_right", "fore_right"],
+    "leg_left": ["pelvis", "thigh_left", "shin_left"],
+    "leg_right": ["pelvis", "thigh_right", "shin_right"],
 }
 # (bone, proximal joint, distal joint) of the rigid limb bones.
 LIMBS = {
@@ -171,17 +168,42 @@ LIMBS = {
 }  # fmt: skip
 
 
+def _pelvis_frame(p: np.ndarray) -> np.ndarray:
+    """Three points that fix the pelvis: the hips and a point below their middle, square
+    to the hip line at a fixed distance (so narrowing hips in a turn do not squash it)."""
+    lh, rh = p[23], p[24]
+    m = (lh + rh) / 2
+    d = lh - rh
+    n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
+    if n[1] < 0:  # pointing down the body (image y grows downwards)
+        n = -n
+    return np.stack([lh, rh, m + n * 100.0])
+
+
 def bone_transforms(
     rest: np.ndarray, target: np.ndarray, head_turn: float
 ) -> dict[str, np.ndarray]:
     """2 x 3 affine per bone taking rest pixels to the target pose."""
-    out = {"torso": affine_fit(rest[[11, 12, 23, 24]], target[[11, 12, 23, 24]])}
+    out = {
+        "chest": affine_fit(rest[[11, 12, 23, 24]], target[[11, 12, 23, 24]]),
+        "pelvis": affine_fit(_pelvis_frame(rest), _pelvis_frame(target)),
+    }
     out["head"] = rigid(rest[0], target[0], head_turn)
     for name, (a, b) in LIMBS.items():
         v0, v1 = rest[b] - rest[a], target[b] - target[a]
         ang = np.arctan2(v1[1], v1[0]) - np.arctan2(v0[1], v0[0])
         out[name] = rigid(rest[a], target[a], ang)
     return out
+
+
+def _feather(own: np.ndarray, grow: int = 2) -> np.ndarray:
+    """Coverage of a part: 1 on its pixels and ``grow`` pixels past its cut (where the
+    part it meets is drawn too, so two parts overlap there instead of each fading out,
+    which left a background-coloured seam), then a one-pixel soft fall-off."""
+    k = 2 * grow + 1
+    grown = cv2.dilate(own.astype(np.uint8), np.ones((k, k), np.uint8)).astype(np.float32)
+    soft = cv2.GaussianBlur(grown, (0, 0), 0.8)
+    return np.maximum(soft, own.astype(np.float32))
 
 
 class SkeletalRenderer:
@@ -198,47 +220,42 @@ class SkeletalRenderer:
         self.size = (h, w)
         lm = analysis.landmarks
         self.rest = lm[:, :2].astype(np.float64)
-        sw = float(np.linalg.norm(self.rest[11] - self.rest[12]))
+        sw = shoulder_width(lm)
         self.sw = sw
         alpha = np.clip(analysis.mask, 0, 1).astype(np.float32)
         person = alpha > 0.5
-        parts = part_masks(lm, person, analysis.arms, analysis.hands, analysis.framing)
-        # Soft ownership: every pixel of the (soft-edged) person goes to its nearest part.
+        arms = segment_arms(rgb, analysis, person)
+        parts = part_masks(lm, person, arms, analysis.framing)
+        # Every pixel of the (soft-edged) person belongs to its nearest part.
         names = list(parts)
         label = np.full((h, w), -1, np.int32)
         for i, n in enumerate(names):
             label[parts[n]] = i
         near = _nearest_label(label, alpha > 0.01)
-        weights = {
-            n: cv2.GaussianBlur((near == i).astype(np.float32), (0, 0), 1.2)
-            for i, n in enumerate(names)
-        }
-        total = sum(weights.values()) + 1e-6
-        self.background = fill_background(
-            rgb, cv2.dilate((alpha > 0.02).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-        )
-        # Behind the arms, the torso continues: fill the arms' pixels inside the torso's
-        # outline from the torso, so a raised arm uncovers cloth, not a hole.
-        hull = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(hull, [np.round(_torso_hull(lm, sw)).astype(np.int32)], 1)
-        under = (parts["arm_left"] | parts["arm_right"]) & (hull > 0)
+        self.parts = {n: near == i for i, n in enumerate(names)}
+        self.background = fill_background(rgb, self.plate_hole(alpha, analysis, sw))
+        # Behind the arms the torso continues out to the body's edge: those pixels of the
+        # torso layer are filled from the torso, so a moving arm uncovers cloth there and
+        # background (the plate) beyond it.
+        arm_px = self.parts["arm_left"] | self.parts["arm_right"]
+        self.behind = torso_behind(self.parts["torso"], arm_px, lm)
         torso_rgb = rgb
-        if under.any():
+        if self.behind.any():
             torso_rgb = _fill_from(
-                rgb, cv2.dilate(under.astype(np.uint8), np.ones((5, 5))) > 0, parts["torso"]
-            )
+                rgb, cv2.dilate(self.behind.astype(np.uint8), np.ones((5, 5))) > 0,
+                self.parts["torso"] & ~arm_px,
+            )  # fmt: skip
         geo = bone_geometry(lm, sw)
         spacing = float(np.clip(sw / 7.0, 8.0, 40.0))
         self.layers: list[Layer] = []
         for n in names:
-            a = alpha * weights[n] / total
+            # Layers overlap across every joint (each reaches a little past its cut, the
+            # torso all the way behind the arms), so nothing between two parts is ever
+            # left uncovered; drawn back to front, the front part hides the overlap.
+            a = alpha * _feather(self.parts[n])
             rgb_n = rgb
             if n == "torso":
-                a = np.maximum(
-                    a,
-                    alpha
-                    * (under | (cv2.GaussianBlur(under.astype(np.float32), (0, 0), 1.2) > 0.5)),
-                )
+                a = np.maximum(a, alpha * _feather(self.behind))
                 rgb_n = torso_rgb
             if (a > 0.5).sum() < 30:
                 continue
@@ -254,6 +271,23 @@ class SkeletalRenderer:
             alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
             self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts), bones))
         self.contact_shadow = contact_shadow and analysis.framing == "full"
+
+    @staticmethod
+    def plate_hole(alpha: np.ndarray, analysis: P.PersonAnalysis, sw: float) -> np.ndarray:
+        """What the background plate must repaint: the person grown past the segmentation's
+        soft edge (hair wisps and motion-blurred hands reach beyond it and would stay in
+        the plate as a ghost outline once the person moves away), the hands more."""
+        r = int(max(4, round(0.035 * sw)))
+        hole = cv2.dilate((alpha > 0.02).astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))  # fmt: skip
+        hands = np.zeros_like(hole)
+        for side in ("left", "right"):
+            hands |= analysis.hands[side].astype(np.uint8)
+        if hands.any():
+            rh = int(max(6, round(0.08 * sw)))
+            hole |= cv2.dilate(hands, cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * rh + 1, 2 * rh + 1)))  # fmt: skip
+        return hole > 0
 
     # ------------------------------------------------------------------ per frame
 
@@ -274,16 +308,30 @@ class SkeletalRenderer:
         positions: list[np.ndarray],
         behind: tuple[bool, bool] = (False, False),
         target: np.ndarray | None = None,
+        coverage: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One RGB frame from deformed layer meshes."""
+        """One RGB frame from deformed layer meshes.
+
+        Args:
+            positions: deformed vertices per layer (:meth:`deform`).
+            behind: whether each arm (left, right) is drawn behind the torso.
+            target: the target pose (for the contact shadow).
+            coverage: optional ``H x W`` float32 array, filled with the person's composite
+                alpha in this frame (for quality measures: 1 where the person hides the
+                background, 0 where the plate shows).
+        """
         out = self.background.copy()
         if self.contact_shadow and target is not None:
             _shadow(out, target, self.rest, self.sw)
+        if coverage is not None:
+            coverage[:] = 0.0
         for i in self.order(behind):
-            self._draw(out, self.layers[i], positions[i])
+            self._draw(out, self.layers[i], positions[i], coverage)
         return out
 
-    def _draw(self, out: np.ndarray, layer: Layer, p: np.ndarray) -> None:
+    def _draw(
+        self, out: np.ndarray, layer: Layer, p: np.ndarray, coverage: np.ndarray | None = None
+    ) -> None:
         h, w = self.size
         x0 = max(int(np.floor(p[:, 0].min())) - 2, 0)
         y0 = max(int(np.floor(p[:, 1].min())) - 2, 0)
@@ -324,6 +372,10 @@ class SkeletalRenderer:
         region = out[y0:y1, x0:x1]
         inv_a = cv2.cvtColor(cv2.bitwise_not(alpha), cv2.COLOR_GRAY2RGB)
         region[:] = cv2.add(cv2.multiply(region, inv_a, scale=1.0 / 255.0), rgb)
+        if coverage is not None:
+            a = alpha.astype(np.float32) / 255.0
+            cov = coverage[y0:y1, x0:x1]
+            cov[:] = cov * (1.0 - a) + a
 
 
 def _backward_affines(p: np.ndarray, rest: np.ndarray, tri: np.ndarray) -> np.ndarray:

@@ -1,0 +1,346 @@
+"""Clip artefacts on real shopper photos: every person of the devset x every applicable
+built-in motion, plus motions extracted from the devset's videos, on the ``skeletal``
+backend.
+
+Per clip (frames rendered straight from the renderer, before H.264, so the codec neither
+hides nor adds anything):
+
+* **limb stretch**: the pose is re-detected (MediaPipe Pose, one image at a time) on every
+  frame and on the first frame (the still); per limb bone (upper arm, forearm, thigh,
+  shin) seen in both, ``|length / still length - expected|`` where the expected ratio is
+  the target's (1: retargeting keeps image-space lengths). 95th percentile over frames and
+  bones. Goal <= 0.12.
+* **holes**: pixels of the body's core (the shoulder-hip quadrilateral and a thin core
+  along every limb bone the photo shows) where the background plate shows through
+  (composite person alpha < 0.5). Any frame. Goal 0 (a clip fails above 25 px).
+* **seams**: thin dips of the composite alpha inside the person (grey closing 5 x 5 minus
+  the alpha > 0.3 where the closing is > 0.9): lines or speckles of background between
+  parts. Counted above the still's own (concave corners of the silhouette). Goal 0 (a clip
+  fails above 30 px in a frame).
+* **ghosting**: (a) mean change against the still far from the person in every frame
+  (goal 0); (b) halo: pixels of the background plate next to the repainted hole that
+  look like the person's edge rather than the background around them, and that a frame
+  uncovers (goal 0; a clip fails above 40 px).
+
+Contact sheets (8 frames per clip, one PNG per person, a row per clip) go to
+``OUT/animate_real/``; look at them. A summary table and ``OUT/quality_animate_real.json``.
+
+Usage::
+
+    python benchmarks/quality_animate_real.py --data ../shared/devset [--persons p05,p12]
+        [--limit N] [--motions arms-open,...] [--fps 12] [--seconds 4] [--no-videos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.animate.debug import sheet  # noqa: E402
+from services.animate.extract import MotionExtractor  # noqa: E402
+from services.animate.motions import Motion, MotionLibrary  # noqa: E402
+from services.animate.pipeline import AnimatePipeline, ClipOptions  # noqa: E402
+from services.animate.render import SkeletalRenderer  # noqa: E402
+from services.common.analysis.person import PersonAnalyzer  # noqa: E402
+from services.common.errors import InvalidInputError  # noqa: E402
+from services.common.video import decode_video  # noqa: E402
+
+LIMB_BONES = ((11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28))
+GOALS = {"stretch_p95": 0.12, "hole_px": 25, "seam_px": 30, "ghost_px": 40}
+SHEET_FRAMES = 8
+
+
+def extracted_motions(data: Path, cache: Path, log) -> tuple[list[Motion], list[dict]]:
+    """Motions from the devset's videos (cached as JSON under ``cache``), and refusals."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out, rows = [], []
+    extractor = MotionExtractor()
+    for video in sorted((data / "motions").glob("*.mp4")):
+        name = video.stem.lower().replace("_", "-")[:64]
+        path = cache / f"{name}.json"
+        t0 = time.perf_counter()
+        try:
+            if path.exists():
+                motion = Motion.from_json(path.read_text(), "extracted")
+                lost = -1
+            else:
+                v = decode_video(video.read_bytes())
+                motion, lost = extractor.extract(v, name=name, fps=24)
+                path.write_text(motion.to_json())
+            out.append(motion)
+            rows.append({"video": video.name, "motion": name, "framing": motion.framing,
+                         "frames": motion.frame_count, "interpolated": lost,
+                         "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+            log(f"motion {video.name}: {motion.framing}, {motion.frame_count} frames")
+        except InvalidInputError as exc:
+            rows.append({"video": video.name, "refused": exc.reason, "message": str(exc)})
+            log(f"motion {video.name}: refused {exc.reason}: {exc}")
+    return out, rows
+
+
+def detect(pose, frame: np.ndarray) -> np.ndarray | None:
+    r = pose.process(np.ascontiguousarray(frame))
+    if r.pose_landmarks is None:
+        return None
+    h, w = frame.shape[:2]
+    return np.array([(p.x * w, p.y * h, p.visibility) for p in r.pose_landmarks.landmark])
+
+
+def _capsule(mask, a, b, r):
+    r = max(1, int(round(r)))
+    a, b = tuple(int(v) for v in np.round(a)), tuple(int(v) for v in np.round(b))
+    cv2.line(mask, a, b, 1, 2 * r)
+
+
+def body_core(target: np.ndarray, shown: np.ndarray, sw: float, shape) -> np.ndarray:
+    """Pixels that are body in any pose: the shoulder-hip quadrilateral shrunk a little and
+    a thin core along each limb bone the still shows."""
+    h, w = shape
+    m = np.zeros((h, w), np.uint8)
+    quad = target[[12, 11, 23, 24]]
+    c = quad.mean(0)
+    cv2.fillPoly(m, [np.round(c + (quad - c) * 0.85).astype(np.int32)], 1)
+    for a, b in LIMB_BONES:
+        if shown[a] and shown[b]:
+            # Leave the joints out: the core of a bone between its ends.
+            pa, pb = (
+                target[a] + 0.15 * (target[b] - target[a]),
+                target[b] - 0.15 * (target[b] - target[a]),
+            )
+            _capsule(m, pa, pb, 0.025 * sw)
+    return m > 0
+
+
+def seam_pixels(cov: np.ndarray) -> np.ndarray:
+    closed = cv2.morphologyEx(cov, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    return (closed - cov > 0.3) & (closed > 0.9)
+
+
+def halo_map(still: np.ndarray, hole: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Plate pixels just outside the repainted hole that look like the person's edge (a
+    ghost outline left behind), judged against the local background and person colours."""
+    img = still.astype(np.float32)
+    k3 = np.ones((3, 3), np.uint8)
+    hole8 = hole.astype(np.uint8)
+    ring = (cv2.dilate(hole8, k3, iterations=3) > 0) & ~hole
+    outer = (cv2.dilate(hole8, k3, iterations=12) > 0) & ~(cv2.dilate(hole8, k3, iterations=6) > 0)
+    inner = (alpha > 0.9) & ~(cv2.erode((alpha > 0.9).astype(np.uint8), k3, iterations=6) > 0)
+
+    def local(mask):
+        m = mask.astype(np.float32)
+        s = cv2.GaussianBlur(m, (0, 0), 10)
+        v = cv2.GaussianBlur(img * m[..., None], (0, 0), 10)
+        return v / np.maximum(s, 1e-4)[..., None], s > 1e-3
+
+    bg, bg_ok = local(outer)
+    fg, fg_ok = local(inner)
+    d_bg = np.linalg.norm(img - bg, axis=2)
+    d_fg = np.linalg.norm(img - fg, axis=2)
+    return ring & bg_ok & fg_ok & (d_bg > 30) & (d_fg < 0.6 * d_bg)
+
+
+def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[np.ndarray]]:
+    h, w = still_rgb.shape[:2]
+    sw = renderer.sw
+    n = len(targets.points)
+    cov = np.zeros((h, w), np.float32)
+    ref = None
+    ratios, hole_max, seam_max, ghost_max, far_change = [], 0, 0, 0, 0.0
+    seam0 = None
+    inframe = (pa.landmarks[:, 0] >= 0) & (pa.landmarks[:, 0] < w)
+    inframe &= (pa.landmarks[:, 1] >= 0) & (pa.landmarks[:, 1] < h)
+    shown = inframe & (pa.landmarks[:, 3] >= 0.5)
+    person0 = pa.mask > 0.02
+    picks = set(np.linspace(0, n - 1, SHEET_FRAMES).round().astype(int).tolist())
+    tiles = []
+    worst = {"hole": -1, "seam": -1}
+    for f in range(n):
+        pos = renderer.deform(targets.points[f], float(targets.params.head[f]))
+        frame = renderer.render(pos, tuple(targets.behind[f]), targets.points[f], coverage=cov)
+        tgt = targets.points[f]
+        det = detect(pose, frame)
+        if f == 0:
+            ref = det
+        if det is not None and ref is not None:
+            for a, b in LIMB_BONES:
+                ok = (
+                    shown[a] and shown[b] and min(det[a, 2], det[b, 2], ref[a, 2], ref[b, 2]) >= 0.5
+                )
+                inside = all(0 <= tgt[j, 0] < w and 0 <= tgt[j, 1] < h for j in (a, b))
+                if not (ok and inside):
+                    continue
+                l0 = np.linalg.norm(ref[a, :2] - ref[b, :2])
+                expected = np.linalg.norm(tgt[a] - tgt[b]) / max(
+                    np.linalg.norm(renderer.rest[a] - renderer.rest[b]), 1e-6
+                )
+                if l0 > 0.1 * sw:
+                    ratios.append(abs(np.linalg.norm(det[a, :2] - det[b, :2]) / l0 - expected))
+        core = body_core(tgt, shown, sw, (h, w))
+        holes = int((core & (cov < 0.5)).sum())
+        seams = seam_pixels(cov)
+        if seam0 is None:
+            seam0 = cv2.dilate(seams.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        seam_n = int((seams & ~seam0).sum()) if f else 0
+        ghost = int((halo & (cov < 0.5)).sum())
+        near = cv2.dilate(((cov > 0.02) | person0).astype(np.uint8), np.ones((25, 25), np.uint8))
+        far = near == 0
+        if far.any():
+            far_change = max(
+                far_change, float(np.abs(frame[far].astype(int) - still_rgb[far]).mean())
+            )
+        if holes > hole_max:
+            hole_max, worst["hole"] = holes, f
+        if seam_n > seam_max:
+            seam_max, worst["seam"] = seam_n, f
+        ghost_max = max(ghost_max, ghost)
+        if f in picks:
+            tiles.append(frame)
+    stretch = float(np.percentile(ratios, 95)) if ratios else float("nan")
+    return {
+        "frames": n, "stretch_p95": stretch, "stretch_max": float(max(ratios, default=np.nan)),
+        "bone_samples": len(ratios), "hole_px": hole_max, "hole_frame": worst["hole"],
+        "seam_px": seam_max, "seam_frame": worst["seam"], "ghost_px": ghost_max,
+        "far_change": far_change,
+    }, tiles  # fmt: skip
+
+
+def failures(row: dict) -> list[str]:
+    out = []
+    if not (row["stretch_p95"] <= GOALS["stretch_p95"]) and row["bone_samples"]:
+        out.append("stretch")
+    for k in ("hole_px", "seam_px", "ghost_px"):
+        if row[k] > GOALS[k]:
+            out.append(k[:-3])
+    if row["far_change"] > 0:
+        out.append("far_change")
+    return out
+
+
+def label(img: np.ndarray, text: str) -> np.ndarray:
+    out = img.copy()
+    cv2.putText(out, text, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def main(argv=None) -> int:
+    import mediapipe as mp
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="the devset folder")
+    ap.add_argument("--out", type=Path, default=Path("out/bench"))
+    ap.add_argument("--persons", default="", help="comma-separated file-name prefixes")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many persons")
+    ap.add_argument("--motions", default="", help="comma-separated motion names (default all)")
+    ap.add_argument("--fps", type=float, default=12.0)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--height", type=int, default=768)
+    ap.add_argument("--no-videos", action="store_true", help="skip the extracted motions")
+    args = ap.parse_args(argv)
+    log = print
+    lib = MotionLibrary()
+    motions = lib.list()
+    video_rows: list[dict] = []
+    if not args.no_videos:
+        extracted, video_rows = extracted_motions(args.data, args.out / "motions_extracted", log)
+        motions = motions + extracted
+    if args.motions:
+        keep = set(args.motions.split(","))
+        motions = [m for m in motions if m.name in keep]
+    persons = sorted((args.data / "persons").glob("*.jpg"))
+    if args.persons:
+        pre = tuple(args.persons.split(","))
+        persons = [p for p in persons if p.name.startswith(pre)]
+    if args.limit:
+        persons = persons[: args.limit]
+    sheets = args.out / "animate_real"
+    sheets.mkdir(parents=True, exist_ok=True)
+    analyzer = PersonAnalyzer()
+    pipe = AnimatePipeline(analyzer)
+    pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+    rows = []
+    for path in persons:
+        still = np.asarray(Image.open(path).convert("RGB"))
+        try:
+            analysis = analyzer.analyze(still)
+        except InvalidInputError as exc:
+            rows.append({"person": path.stem, "refused": exc.reason, "message": str(exc)})
+            log(f"{path.stem:36} refused {exc.reason}")
+            continue
+        tiles = []
+        renderer = None
+        for motion in motions:
+            opts = ClipOptions(fps=args.fps, height=args.height, preview=None)
+            frames = int(round(min(args.seconds, motion.duration) * args.fps))
+            try:
+                rgb, pa, targets, warns = pipe.prepare(
+                    still, analysis, motion, opts, args.fps, frames
+                )
+            except InvalidInputError as exc:
+                rows.append({"person": path.stem, "motion": motion.name, "refused": exc.reason,
+                             "message": str(exc)})  # fmt: skip
+                continue
+            t0 = time.perf_counter()
+            if renderer is None:
+                renderer = SkeletalRenderer(rgb, pa)
+                halo = halo_map(
+                    rgb, SkeletalRenderer.plate_hole(np.clip(pa.mask, 0, 1), pa, renderer.sw),
+                    pa.mask,
+                )  # fmt: skip
+            row, frames_shown = run_clip(renderer, targets, rgb, pa, pose, halo)
+            row.update(person=path.stem, motion=motion.name, framing=pa.framing,
+                       warnings=[w[0] for w in warns], seconds=round(time.perf_counter() - t0, 2))  # fmt: skip
+            row["failures"] = failures(row)
+            rows.append(row)
+            log(
+                f"{path.stem:36} {motion.name:34} stretch p95 {row['stretch_p95']:.3f} "
+                f"holes {row['hole_px']:4d} seams {row['seam_px']:4d} ghost {row['ghost_px']:4d} "
+                f"far {row['far_change']:.3g} {' '.join(row['failures']) or 'ok'}"
+                + (f" [{','.join(row['warnings'])}]" if warns else "")
+            )
+            tag = f"{motion.name} {'FAIL ' + ','.join(row['failures']) if row['failures'] else ''}"
+            tiles += [label(frames_shown[0], tag)] + frames_shown[1:]
+        if tiles:
+            Image.fromarray(sheet(tiles, SHEET_FRAMES, 300)).save(sheets / f"{path.stem}.png")
+    pose.close()
+    clips = [r for r in rows if "stretch_p95" in r]
+    summary = {
+        "clips": len(clips),
+        "clips_failing": sum(bool(r["failures"]) for r in clips),
+        "stretch_p95_max": float(np.nanmax([r["stretch_p95"] for r in clips])) if clips else None,
+        "holes_failing": sum("hole" in r["failures"] for r in clips),
+        "seams_failing": sum("seam" in r["failures"] for r in clips),
+        "ghost_failing": sum("ghost" in r["failures"] for r in clips),
+        "stretch_failing": sum("stretch" in r["failures"] for r in clips),
+        "refused": [f"{r['person']} {r.get('motion', '')} {r['refused']}" for r in rows if "refused" in r],
+    }  # fmt: skip
+    print(json.dumps({k: v for k, v in summary.items() if k != "refused"}))
+    (args.out / "quality_animate_real.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "quality_animate_real",
+                "goals": GOALS,
+                "summary": summary,
+                "videos": video_rows,
+                "clips": rows,
+            },
+            indent=2,
+            default=float,
+        )
+        + "\n"  # fmt: skip
+    )
+    print(f"wrote {args.out / 'quality_animate_real.json'} and sheets in {sheets}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
