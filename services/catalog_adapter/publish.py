@@ -25,6 +25,11 @@ from services.common.kafka import TOPIC_PRODUCT, client_config
 SAMPLE_KINDS = ("tshirt", "longsleeve", "tank", "dress", "jacket")
 SAMPLE_COLORS = ((30, 90, 200), (200, 40, 40), (40, 140, 60), (230, 180, 30), (120, 60, 160))
 SAMPLE_PATTERNS = ("stripes", "solid", "checks", "logo", "solid")
+# What a merchant would call each sample kind (GarmentRef.product_type -> hints).
+SAMPLE_PRODUCT_TYPES = {
+    "tshirt": "T-Shirt", "longsleeve": "Long Sleeve Top", "tank": "Tank Top", "dress": "Dress",
+    "jacket": "Jacket",
+}  # fmt: skip
 
 
 def read_events(path: str | Path) -> list[ev_pb.ProductUpserted]:
@@ -123,6 +128,7 @@ def write_samples(
         path = out / f"garment-{i:04d}.png"
         Image.fromarray(draw_sample_garment(i, size)).save(path)
         ev = sample_event(i, path.as_uri(), prefix=prefix)
+        ev.garments[0].product_type = SAMPLE_PRODUCT_TYPES[SAMPLE_KINDS[i % len(SAMPLE_KINDS)]]
         lines.append(json.dumps(json_format.MessageToDict(ev)))
     events = out / "sample_events.jsonl"
     events.write_text("\n".join(lines) + "\n")
