@@ -33,10 +33,13 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from services.common.analysis import garment_shape as GS
 from services.common.analysis.saliency import default_model as default_saliency
 from services.common.errors import InvalidInputError
 
 CATEGORIES = ("top", "bottom", "dress", "outerwear")
+SLEEVES = ("sleeveless", "short", "long")
+LENGTHS = ("cropped", "regular", "long")
 _UPPER = ("top", "dress", "outerwear")
 
 # Refusals (GARMENT_NOT_FOUND): a garment smaller than this fraction of the image is too
@@ -56,6 +59,9 @@ MAX_SCENE_SPREAD = 25.0
 # Segmentation works on images at most this long side (the mask is scaled back): Lab
 # conversion and morphology scale with pixels, and the outline needs no more detail.
 _SEGMENT_SIDE = 1024
+# A detection at least this confident (garment_shape's 0.5..1 scale) refuses a hint that
+# contradicts it; a less certain one gives way to the hint.
+_CLEAR = 0.75
 # Shape analysis works on crops at most this long side; landmarks are scaled back.
 _SHAPE_SIDE = 640
 # Colour-distance threshold bounds (Delta E): the floor keeps JPEG noise on a flat white
@@ -74,20 +80,6 @@ _CONTRAST_SCALE = 3.0
 # white garment on a light sweep); only used to notice that the model missed most of one.
 _FAINT_DELTA_E = 1.5
 
-# A neckline notch deeper than this fraction of the garment's height makes it upper-body
-# (drawn necklines: 7-25 % of the height; a straight waistband: about 0).
-_NECKLINE_MIN_DEPTH = 0.03
-# Length classes from body length / chest width (tops) or length / waist width (bottoms).
-# Drawn garments: crop top 0.9, t-shirt and jacket about 1.45, dress 2.7; shorts 0.9,
-# knee skirt 1.4, trousers 2.05. The cut-offs sit between those clusters.
-_TOP_CROPPED_BELOW = 1.1
-_TOP_LONG_ABOVE = 1.9
-_BOTTOM_CROPPED_BELOW = 1.15
-_BOTTOM_LONG_ABOVE = 1.75
-# Sleeve length (shoulder tip to cuff centre) / chest width: short sleeves about 0.5,
-# long sleeves 1.2 and more.
-_LONG_SLEEVE_ABOVE = 0.85
-
 
 @dataclasses.dataclass
 class GarmentAnalysis:
@@ -105,6 +97,9 @@ class GarmentAnalysis:
         landmarks: name -> ``(x, y)`` in the crop's pixel coordinates (pixel centres).
         category_source: ``"shape"`` (classified here) or ``"request"`` (the override).
         confidence: how clear-cut the shape classification was, 0.5..1 (1 for a request).
+        sleeve_source, length_source: ``"shape"`` or ``"request"`` (a hint).
+        features: the outline measures the description was decided from
+            (:class:`services.common.analysis.garment_shape.ShapeFeatures`).
     """
 
     rgba: np.ndarray
@@ -116,6 +111,9 @@ class GarmentAnalysis:
     landmarks: dict[str, tuple[float, float]]
     category_source: str
     confidence: float = 1.0
+    sleeve_source: str = "shape"
+    length_source: str = "shape"
+    features: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -504,6 +502,18 @@ def analyze_garment(
             f"unknown garment category {category!r}; expected one of {', '.join(CATEGORIES)}",
             field="category",
         )
+    if sleeve is not None and sleeve not in SLEEVES:
+        raise InvalidInputError(
+            "GARMENT_SLEEVE_INVALID",
+            f"unknown sleeve hint {sleeve!r}; expected one of {', '.join(SLEEVES)}",
+            field="sleeve",
+        )
+    if length is not None and length not in LENGTHS:
+        raise InvalidInputError(
+            "GARMENT_LENGTH_INVALID",
+            f"unknown length hint {length!r}; expected one of {', '.join(LENGTHS)}",
+            field="length",
+        )
     h, w = image.shape[:2]
     if min(h, w) < 32:
         raise _not_found(f"the image is {w} x {h} pixels, too small to find a garment in")
@@ -549,7 +559,7 @@ def analyze_garment(
     rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])
 
     try:
-        found = _describe(rgb, alpha >= 0.5, category)
+        found = _describe(rgb, alpha >= 0.5, category, sleeve, length)
     except _ShapeError as exc:
         raise _not_found(f"the cut-out does not have a garment's outline: {exc}") from None
 
@@ -564,6 +574,9 @@ def analyze_garment(
         landmarks=found["landmarks"],
         category_source="request" if category is not None else "shape",
         confidence=1.0 if category is not None else found["confidence"],
+        sleeve_source="request" if sleeve is not None and found["sleeve"] is not None else "shape",
+        length_source="request" if length is not None else "shape",
+        features=found["features"],
     )
 
 
@@ -575,104 +588,93 @@ def _conflict(message: str) -> InvalidInputError:
     return InvalidInputError("GARMENT_CATEGORY_CONFLICT", message, field="category")
 
 
-def _describe(rgb: np.ndarray, mask: np.ndarray, requested: str | None) -> dict:
-    """Category, sleeve, length and landmarks (crop coordinates) of a cropped mask."""
+def _describe(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    requested: str | None,
+    sleeve_hint: str | None = None,
+    length_hint: str | None = None,
+) -> dict:
+    """Category, sleeve, length and landmarks (crop coordinates) of a cropped mask.
+
+    The description comes from :func:`services.common.analysis.garment_shape.describe`;
+    hints win over it unless the outline flatly contradicts them, and without a hint a
+    coin-toss decision is refused rather than guessed.
+    """
     h, w = mask.shape
     scale = min(1.0, _SHAPE_SIDE / max(h, w))
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         m = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
-        rgb_s = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     else:
-        m, rgb_s = mask, rgb
+        m = mask
     rows = np.flatnonzero(m.any(axis=1))
     if rows.size < 8:
         raise _ShapeError("it is only a few pixels tall")
 
+    found = GS.describe(m)
+    f = found.features
+    # Only a clear-cut reading of the outline overrules a hint ("flatly contradicts").
+    if requested is not None and requested != found.category and found.category_confidence >= _CLEAR:
+        sleeves = f.sleeve_out > GS.SLEEVE_OUT_ABOVE or f.sleeve_hanging > 0
+        if requested == "bottom" and sleeves and f.leg_split <= GS.LEGS_ABOVE:
+            raise _conflict(
+                "category 'bottom' needs a waistband along the top edge, but this garment has "
+                "sleeves standing out from its shoulders and no legs (it looks like a "
+                f"{found.category})"
+            )
+        if (
+            requested in _UPPER
+            and found.category == "bottom"
+            and not sleeves
+            and f.side_bay <= GS.ARMHOLE_ABOVE
+            and (f.leg_split > GS.LEGS_ABOVE or f.straight_top > GS.WAISTBAND_ABOVE)
+        ):
+            raise _conflict(
+                f"category {requested!r} needs an upper-body garment, but this one has a "
+                "straight top edge (a waistband), no shoulders or sleeves"
+                + (" and two legs" if f.leg_split > GS.LEGS_ABOVE else "")
+                + " (it looks like a bottom)"
+            )
+    if requested is None and found.category_confidence < GS.UNSURE_BELOW:
+        raise InvalidInputError(
+            "GARMENT_CATEGORY_UNCERTAIN",
+            f"the garment's outline does not settle its category (it is closest to "
+            f"{found.category!r}); send the category hint (top, bottom, dress or outerwear)",
+            field="category",
+        )
+    category = requested or found.category
+    if requested is not None and requested != found.category:
+        found = GS.describe(m, requested)
+    sleeve = found.sleeve if category != "bottom" else None
+    if category != "bottom" and sleeve_hint is None and found.sleeve_confidence < GS.UNSURE_BELOW:
+        raise InvalidInputError(
+            "GARMENT_CATEGORY_UNCERTAIN",
+            f"the garment's outline does not settle its sleeves (closest: {sleeve!r}); send "
+            "the sleeve hint (sleeveless, short or long)",
+            field="sleeve",
+        )
+    if category != "bottom" and sleeve_hint is not None:
+        sleeve = sleeve_hint
+    length = length_hint or found.length
+
     xc = _axis(m)
-    notch_depth = _neckline_depth(m, xc)
-    legs_share = _gap_share(m, xc)
-    notch = notch_depth > _NECKLINE_MIN_DEPTH
-    legs = legs_share > 0.5
-    # How far the shape is from the two structural decisions, 0 (on the fence) to 1.
-    structure = [
-        min(1.0, abs(notch_depth - _NECKLINE_MIN_DEPTH) / _NECKLINE_MIN_DEPTH),
-        abs(legs_share - 0.5) / 0.5,
-    ]
-
-    if requested in _UPPER and not notch:
-        raise _conflict(
-            f"category {requested!r} needs an upper-body garment, but this one has a straight "
-            "top edge with no neckline (it looks like a bottom)"
-        )
-    if requested == "bottom" and notch and not legs:
-        raise _conflict(
-            "category 'bottom' needs a waistband along the top edge, but this garment's top "
-            "edge is a neckline between two shoulders (it looks like a top or a dress)"
-        )
-
-    if (requested in _UPPER) or (requested is None and notch):
-        landmarks, info = _upper(m, xc)
-        ratio = info["length_ratio"]
-        length = (
-            "cropped"
-            if ratio < _TOP_CROPPED_BELOW
-            else "long"
-            if ratio > _TOP_LONG_ABOVE
-            else "regular"
-        )
-        opening, opening_margin = _front_opening(rgb_s, m, xc, landmarks, info["chest"])
-        if legs:  # a neckline over two legs: a jumpsuit, which the contract files as a dress
-            shape_category = "dress"
-        elif opening:
-            shape_category = "outerwear"
-        elif ratio > _TOP_LONG_ABOVE:
-            shape_category = "dress"
-        else:
-            shape_category = "top"
-        confidence = _confidence(
-            [
-                *structure,
-                abs(np.log(ratio / _TOP_LONG_ABOVE)) / 0.2,
-                opening_margin,
-                abs(np.log(max(info["sleeve_ratio"], 1e-3) / _LONG_SLEEVE_ABOVE)) / 0.3
-                if info["sleeve"] != "sleeveless"
-                else 1.0,
-            ]
-        )
-        sleeve = info["sleeve"]
+    if category in _UPPER:
+        landmarks, _info = _upper(m, xc)
     else:
-        landmarks, info = _lower(m, xc, legs)
-        ratio = info["length_ratio"]
-        length = (
-            "cropped"
-            if ratio < _BOTTOM_CROPPED_BELOW
-            else "long"
-            if ratio > _BOTTOM_LONG_ABOVE
-            else "regular"
-        )
-        shape_category, sleeve = "bottom", None
-        confidence = _confidence(structure)
-
+        landmarks, _info = _lower(m, xc, f.leg_split > GS.LEGS_ABOVE)
     if scale < 1.0:
         landmarks = {
             k: ((x + 0.5) / scale - 0.5, (y + 0.5) / scale - 0.5) for k, (x, y) in landmarks.items()
         }
     return {
-        "category": requested or shape_category,
+        "category": category,
         "sleeve": sleeve,
         "length": length,
         "landmarks": {k: (float(x), float(y)) for k, (x, y) in landmarks.items()},
-        "confidence": confidence,
+        "confidence": found.category_confidence,
+        "features": dataclasses.asdict(f),
     }
-
-
-def _confidence(margins: list[float]) -> float:
-    """0.5..1 from the smallest normalised margin to a decision threshold."""
-    return float(0.5 + 0.5 * min(1.0, max(0.0, min(margins))))
-
-
-# --------------------------------------------------------------------------- shape helpers
 
 
 def _axis(m: np.ndarray) -> float:
@@ -687,33 +689,6 @@ def _top_profile(m: np.ndarray) -> np.ndarray:
     """First garment row per column (``h`` where the column is empty)."""
     first = np.argmax(m, axis=0)
     return np.where(m.any(axis=0), first, m.shape[0])
-
-
-def _neckline_depth(m: np.ndarray, xc: float) -> float:
-    """Depth of the notch at the top centre (a neckline), as a fraction of the height: how
-    far below the garment's top the axis column starts."""
-    rows = np.flatnonzero(m.any(axis=1))
-    top, height = rows[0], rows[-1] - rows[0] + 1
-    xi = int(round(xc))
-    cols = m[:, max(0, xi - 1) : xi + 2]
-    first = _top_profile(cols)
-    return (float(np.median(first)) - top) / height
-
-
-def _gap_share(m: np.ndarray, xc: float) -> float:
-    """Share of the bottom rows where the axis column is empty with garment on both sides
-    (two legs: most of them)."""
-    rows = np.flatnonzero(m.any(axis=1))
-    top, bottom = rows[0], rows[-1]
-    height = bottom - top + 1
-    xi = int(round(xc))
-    lo, hi = top + int(0.7 * height), bottom - int(0.03 * height)
-    if hi <= lo:
-        return 0.0
-    band = m[lo:hi, max(0, xi - 1) : xi + 2]
-    gap = ~band.any(axis=1)
-    both = m[lo:hi, :xi].any(axis=1) & m[lo:hi, xi + 1 :].any(axis=1)
-    return float(np.mean(gap & both))
 
 
 def _centre_run(m: np.ndarray, xi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -774,7 +749,7 @@ def _upper(m: np.ndarray, xc: float) -> tuple[dict, dict]:
             mid = np.add(landmarks[f"cuff_{side}_top"], landmarks[f"cuff_{side}_bottom"]) / 2
             reach.append(np.hypot(*(mid - np.asarray(landmarks[f"shoulder_{side}"]))))
         info["sleeve_ratio"] = float(np.mean(reach)) / chest
-        info["sleeve"] = "long" if info["sleeve_ratio"] > _LONG_SLEEVE_ABOVE else "short"
+        info["sleeve"] = "sleeved"
     return landmarks, info
 
 
@@ -953,47 +928,6 @@ def _cuffs(m, xi, on, b, armpit, half_chest) -> tuple[tuple, tuple]:
     c2 = px[int(np.argmax(px @ (u - v)))]
     top, bottom = (c1, c2) if c1[1] <= c2[1] else (c2, c1)
     return (float(top[0]), float(top[1])), (float(bottom[0]), float(bottom[1]))
-
-
-def _front_opening(
-    rgb: np.ndarray, m: np.ndarray, xc: float, landmarks: dict, chest: float
-) -> tuple[bool, float]:
-    """Whether a long straight line runs down the centre front (a zip, a button stand).
-
-    The line detector answers to a narrow ridge or valley in lightness (darker or lighter
-    than both sides at once), not to a step: the edges of checks and prints are steps. Its
-    median over the body's rows is high at the centre for an opening and low elsewhere.
-
-    Returns:
-        ``(found, margin)`` where margin is a 0..1 measure of how far from the decision.
-    """
-    lum = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * (100.0 / 255.0)
-    y_top = landmarks["neck_front"][1]
-    y_bot = min(landmarks["hem_l"][1], landmarks["hem_r"][1])
-    span = y_bot - y_top
-    rows = np.arange(int(y_top + 0.1 * span), int(y_bot - 0.05 * span))
-    if rows.size < 5:
-        return False, 0.0
-    d = max(2, int(round(0.027 * chest)))
-    sub = lum[rows]
-    left = np.roll(sub, d, axis=1)
-    right = np.roll(sub, -d, axis=1)
-    ridge = np.maximum(
-        np.minimum(sub - left, sub - right), np.minimum(left - sub, right - sub)
-    ).clip(min=0)
-    inside = m[rows] & np.roll(m[rows], d, axis=1) & np.roll(m[rows], -d, axis=1)
-    ridge[~inside] = 0
-    per_col = np.median(ridge, axis=0)
-    off = np.abs(np.arange(m.shape[1]) - xc)
-    centre = float(per_col[off <= max(2.0, 0.02 * chest)].max())
-    others = per_col[(off > 0.06 * chest) & (off < 0.42 * chest)]
-    level = float(np.percentile(others, 90)) if others.size else 0.0
-    need = max(6.0, 2.5 * level + 2.0)
-    margin = min(1.0, abs(np.log(max(centre, 0.5) / need)) / 0.7)
-    return centre > need, margin
-
-
-# --------------------------------------------------------------------------- lower body
 
 
 def _lower(m: np.ndarray, xc: float, legs: bool) -> tuple[dict, dict]:

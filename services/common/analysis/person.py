@@ -222,7 +222,7 @@ class PersonAnalyzer:
         person = mask > 0.5
         arms, hands = _limb_masks(lm, person, (h, w))
         lab = _lab(rgb)  # once: skin, hair and clothes models all work in Lab
-        skin = _skin_mask(lab, face, person)
+        skin = _skin_mask(lab, face, person, _hand_seed(lab, lm, person, (h, w)))
         # A hand is its skin: the circle around the hand landmarks also takes in the clothes
         # beside it (a hand resting by the hip), which must not be protected as hand.
         near_skin = cv2.dilate(skin.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
@@ -231,7 +231,7 @@ class PersonAnalyzer:
                 arms[side] |= hands[side] & ~near_skin
                 hands[side] &= near_skin
         hair = _hair_mask(lab, face, person, skin, lm)
-        upper, lower = _clothes_masks(lab, person, face, hair, skin, hands, lm, (h, w))
+        upper, lower = _clothes_masks(lab, person, face, hair, skin, hands, lm, (h, w), arms)
         torso = person & ~arms["left"] & ~arms["right"]
         framing: Framing = (
             "full"
@@ -496,23 +496,52 @@ def _mahalanobis(
     return out
 
 
-def _skin_mask(lab: np.ndarray, face: np.ndarray, person: np.ndarray) -> np.ndarray:
+def _skin_mask(
+    lab: np.ndarray, face: np.ndarray, person: np.ndarray, fallback: np.ndarray | None = None
+) -> np.ndarray:
     """Skin outside the face, from a colour model of the face's inner skin.
 
     The face oval eroded by a third of its size is mostly cheeks, nose and forehead skin;
     its Lab distribution gives the person's own skin tone (no fixed skin-colour range that
-    works for some complexions only).
+    works for some complexions only). Where the face is out of frame (a photo cropped at
+    the chin), ``fallback`` seeds the model instead: the palms (see :func:`_hand_seed`).
     """
-    if face.sum() < 50:
+    if face.sum() >= 50:
+        size = int(np.sqrt(face.sum()) * 0.18) | 1
+        inner = cv2.erode(face.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+        if inner.sum() < 30:
+            inner = face
+    elif fallback is not None and fallback.sum() >= 30:
+        inner = fallback
+    else:
         return np.zeros_like(person)
-    size = int(np.sqrt(face.sum()) * 0.18) | 1
-    inner = cv2.erode(face.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
-    if inner.sum() < 30:
-        inner = face
     mean, inv = _colour_model(lab, inner)
     skin = _mahalanobis(lab, mean, inv, person & ~face) < 3.0
     skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
     return skin
+
+
+def _hand_seed(
+    lab: np.ndarray, lm: np.ndarray, person: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Skin seed from the palms, for photos without a face: a small disc at the middle of
+    each seen hand (between wrist, index and pinky), inside the person, keeping the pixels
+    near the discs' median colour (a cuff or a held object at the disc's rim drops out).
+    Hands are the body part most often bare in any outfit."""
+    h, w = size
+    disc = np.zeros((h, w), np.uint8)
+    for wr, idx, pky in ((L_WRIST, L_INDEX, L_PINKY), (R_WRIST, R_INDEX, R_PINKY)):
+        if min(lm[wr, 3], lm[idx, 3], lm[pky, 3]) < VISIBLE:
+            continue
+        centre = (lm[wr, :2] + lm[idx, :2] + lm[pky, :2]) / 3
+        r = 0.5 * float(np.linalg.norm(lm[idx, :2] - lm[wr, :2]))
+        if r >= 2:
+            cv2.circle(disc, tuple(np.round(centre).astype(int)), int(r), 1, -1)
+    seed = (disc > 0) & person
+    if seed.sum() < 30:
+        return np.zeros((h, w), bool)
+    med = np.median(lab[seed], axis=0)
+    return seed & (np.linalg.norm(lab - med, axis=-1) < 15.0)
 
 
 def _hair_mask(lab, face, person, skin, lm) -> np.ndarray:
@@ -531,11 +560,35 @@ def _hair_mask(lab, face, person, skin, lm) -> np.ndarray:
     seed &= person & ~face & ~skin
     if seed.sum() < 20:
         return np.zeros_like(person)
-    mean, inv = _colour_model(lab, seed)
+    # The band above the face also catches a little backdrop, a hat brim or a forehead
+    # the skin model missed: fit the hair's colour on the band's main mode (the pixels
+    # nearest its median colour), or the model grows wide enough to take a white shirt
+    # for hair.
+    dist = np.linalg.norm(lab[seed] - np.median(lab[seed], axis=0), axis=1)
+    core = np.zeros_like(seed)
+    core[seed] = dist <= max(8.0, float(np.percentile(dist, 70)))
+    mean, inv = _colour_model(lab, core if core.sum() >= 20 else seed)
     zone = np.zeros_like(person)
     shoulder_y = min(lm[L_SHOULDER, 1], lm[R_SHOULDER, 1])
-    bottom = int(min(h, shoulder_y + 0.6 * fh))  # long hair falls past the shoulders
-    zone[: max(bottom, 1), max(0, int(fx0 - 0.8 * fw)) : min(w, int(fx1 + 0.8 * fw))] = True
+    bottom = shoulder_y + 0.6 * fh  # hair past the shoulders
+    # Long hair falls over the shoulders onto the chest, down to about half the torso.
+    # Only looked for there when the chest itself is not hair-coloured: dark hair over a
+    # dark top cannot be told apart by colour, and taking the top for hair would keep it
+    # in front of the new garment.
+    torso_len = float((lm[L_HIP, 1] + lm[R_HIP, 1]) / 2 - shoulder_y)
+    mid = (lm[L_SHOULDER, :2] + lm[R_SHOULDER, :2]) / 2
+    chest = np.zeros_like(person)
+    cx, cy = int(mid[0]), int(mid[1] + 0.25 * torso_len)
+    r = max(2, int(0.25 * fw))
+    chest[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = True
+    chest &= person & ~skin
+    if torso_len > 0 and chest.sum() >= 20:
+        # Extended when hardly any of the chest would pass for hair.
+        if (_mahalanobis(lab, mean, inv, chest)[chest] < 3.5).mean() < 0.1:
+            bottom = max(bottom, shoulder_y + 0.5 * torso_len)
+    zone[
+        : max(int(min(h, bottom)), 1), max(0, int(fx0 - 0.8 * fw)) : min(w, int(fx1 + 0.8 * fw))
+    ] = True
     hair = _mahalanobis(lab, mean, inv, person & zone & ~face & ~skin) < 3.5
     # Keep what is connected to the seeds: same-coloured clothes far from the head are not hair.
     n, labels = cv2.connectedComponents(hair.astype(np.uint8))
@@ -543,13 +596,23 @@ def _hair_mask(lab, face, person, skin, lm) -> np.ndarray:
     return np.isin(labels, keep[keep > 0])
 
 
-def _clothes_masks(lab, person, face, hair, skin, hands, lm, size):
+def _clothes_masks(lab, person, face, hair, skin, hands, lm, size, arms=None):
     """Upper and lower clothes worn now: person pixels that are not face, hair, skin or
-    hands, split at the hip line and grown from a colour model seeded on the torso."""
+    hands, split at the hip line and grown from a colour model seeded on the torso.
+
+    The hip joints are where tops often end, not where they always do: a cropped top ends
+    above them and high-waisted trousers start above them; a long top's hem and a sleeve
+    on a hanging arm reach below them. So when the lower clothes are a different fabric
+    from the top (a colour model seeded on the thighs against one seeded on the chest), the
+    pixels where a top can end and the sleeves go with the fabric they are nearer to. What
+    the row split gets wrong shows after a try-on: an old sleeve or hem below a shorter new
+    top, or the top of the trousers replaced by skin.
+    """
     h, w = size
     covered = person & ~face & ~hair & ~skin & ~hands["left"] & ~hands["right"]
     shoulder_y = float(min(lm[L_SHOULDER, 1], lm[R_SHOULDER, 1]))
     hip_y = float((lm[L_HIP, 1] + lm[R_HIP, 1]) / 2)
+    torso_len = max(hip_y - shoulder_y, 1.0)
     chin_y = (
         float(np.nonzero(face.any(axis=1))[0].max())
         if face.any()
@@ -567,16 +630,73 @@ def _clothes_masks(lab, person, face, hair, skin, hands, lm, size):
     r = max(3, int(0.12 * sw))
     seed[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = True
     seed &= upper
-    if seed.sum() >= 20:
-        mean, inv = _colour_model(lab, seed)
-        similar = _mahalanobis(lab, mean, inv, upper) < 4.0
-        # Keep the connected part of the candidate region that touches the seed, plus
-        # everything clearly like the seed's colour (prints and stripes differ in colour
-        # but sit inside the connected region anyway).
-        n, labels = cv2.connectedComponents(upper.astype(np.uint8))
-        keep = np.unique(labels[seed])
-        upper = (np.isin(labels, keep[keep > 0])) | (upper & similar)
-    return upper, lower
+    if seed.sum() < 20:
+        return upper, lower
+    up_mean, up_inv = _colour_model(lab, seed)
+    similar = _mahalanobis(lab, up_mean, up_inv, upper) < 4.0
+    # Keep the connected part of the candidate region that touches the seed, plus
+    # everything clearly like the seed's colour (prints and stripes differ in colour
+    # but sit inside the connected region anyway).
+    n, labels = cv2.connectedComponents(upper.astype(np.uint8))
+    keep = np.unique(labels[seed])
+    upper = (np.isin(labels, keep[keep > 0])) | (upper & similar)
+
+    lo_seed = _thigh_seed(lm, (h, w), sw) & lower & ~upper
+    if arms is not None:
+        lo_seed &= ~(arms["left"] | arms["right"])
+    if lo_seed.sum() < 20:
+        return upper, lower
+    lo_mean, lo_inv = _colour_model(lab, lo_seed)
+    # Distinct fabrics: each model's mean is far from the other under the other's spread.
+    distinct = (
+        min(
+            float(_mahalanobis(lo_mean[None, None], up_mean, up_inv)[0, 0]),
+            float(_mahalanobis(up_mean[None, None], lo_mean, lo_inv)[0, 0]),
+        )
+        > 4.0
+    )
+    if not distinct:
+        return upper, lower
+    # Where a top can end and a bottom begin: from a crop top's hem (under the bust) to a
+    # tunic's (half a torso below the hip joints); and the sleeves, wherever the arms hang.
+    # There, each pixel goes with the fabric its colour is nearer to, where it is clearly
+    # one of the two (a print unlike both keeps the split at the hip line).
+    rows_band = (rows > shoulder_y + 0.45 * torso_len) & (rows < hip_y + 0.5 * torso_len)
+    contested = covered & rows_band
+    if arms is not None:
+        contested |= covered & (arms["left"] | arms["right"]) & (rows > shoulder_y)
+    d_up = _mahalanobis(lab, up_mean, up_inv, contested)
+    d_lo = _mahalanobis(lab, lo_mean, lo_inv, contested)
+    clear = contested & (np.minimum(d_up, d_lo) < 6.0)
+    up_pick, lo_pick = clear & (d_up <= d_lo), clear & (d_lo < d_up)
+    # What moves must join its garment: the top's part connected to the chest seed, the
+    # bottom's to the thigh seed (a same-coloured object elsewhere does not move).
+    up_pick &= _joined((upper & ~lo_pick) | up_pick, seed)
+    lo_pick &= _joined((lower & ~up_pick) | lo_pick, lo_seed)
+    # The two overlap about the hip line by the split; a pixel clearly of one fabric
+    # leaves the other.
+    return (upper & ~lo_pick) | up_pick, (lower & ~up_pick) | lo_pick
+
+
+def _joined(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The connected components of ``mask`` that touch ``seed``."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8))
+    keep = np.unique(labels[seed & mask])
+    return np.isin(labels, keep[keep > 0])
+
+
+def _thigh_seed(lm: np.ndarray, size: tuple[int, int], sw: float) -> np.ndarray:
+    """Squares a third of the way from each hip joint to its knee: the bottoms' fabric in
+    nearly any outfit (trousers, shorts, a skirt), clear of the hands and the top's hem."""
+    h, w = size
+    seed = np.zeros((h, w), bool)
+    r = max(2, int(0.07 * sw))
+    for hip, knee in ((L_HIP, L_KNEE), (R_HIP, R_KNEE)):
+        x, y = lm[hip, :2] + 0.35 * (lm[knee, :2] - lm[hip, :2])
+        if 0 <= x < w and 0 <= y < h:
+            xi, yi = int(x), int(y)
+            seed[max(0, yi - r) : yi + r, max(0, xi - r) : xi + r] = True
+    return seed
 
 
 # ---------------------------------------------------------------------------- measurements
