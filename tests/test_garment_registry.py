@@ -55,7 +55,7 @@ def server(store_uri):
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         assert srv.wait_ready(120), srv.load_error
-        yield app, pb_grpc.TryOnServiceStub(channel), port
+        yield app, pb_grpc.TryOnServiceStub(channel), port, srv
     finally:
         channel.close()
         srv.stop(0)
@@ -187,7 +187,7 @@ def test_lru_keeps_the_most_recent_and_copies_in_and_out(tee_analysis, tmp_path)
 
 
 def test_register_then_try_on_by_id_gives_the_same_still_as_by_bytes(server):
-    app, stub, _ = server
+    app, stub, *_ = server
     bytes_first = tryon(stub, pb.Garment(flat_lay=common_pb2.Image(data=TEE)), request_id="b-1")
     reg = register(stub, request_id="r-1",
                    experiment=common_pb2.Experiment(experiment_id="reg", variant="a"))  # fmt: skip
@@ -318,7 +318,7 @@ def test_register_refusals(stub, kw, reason, field):
 
 
 def test_lru_bound_of_the_service(server):
-    app, stub, _ = server
+    app, stub, *_ = server
     ids = {
         register(stub, png(draw_garment("tank", color=(20 * i, 120, 80)).image)).garment_id
         for i in range(5)
@@ -326,8 +326,16 @@ def test_lru_bound_of_the_service(server):
     assert len(ids) == 5 and len(app.registry) == 3  # garment_cache_size=3
 
 
+def test_cache_metrics(server):
+    app, stub, _port, srv = server
+    register(stub)
+    value = srv.metrics.registry.get_sample_value
+    assert value("drape_garment_cache_lookups_total", {"outcome": "hit"}) == app.registry.hits >= 1
+    assert value("drape_garment_cache_entries") == len(app.registry)
+
+
 def test_store_shared_by_two_servers(server, store_uri):
-    _app, stub_a, _ = server
+    _app, stub_a, *_ = server
     dress = png(draw_garment("tank", color=(200, 40, 40)).image)
     gid = register(stub_a, dress, category=pb.GARMENT_CATEGORY_TOP).garment_id
     settings = _settings(garment_store=store_uri)
@@ -351,7 +359,7 @@ def test_store_shared_by_two_servers(server, store_uri):
 def test_cli_register_then_tryon_by_id(tmp_path, capsys, server):
     from services.cli import main
 
-    _app, _stub, port = server
+    _app, _stub, port, _srv = server
     tee, person = tmp_path / "tee.png", tmp_path / "person.png"
     tee.write_bytes(TEE)
     person.write_bytes(PERSON)

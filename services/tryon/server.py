@@ -174,8 +174,9 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
             tuck="tucked" if request.tuck == pb.TUCK_STYLE_TUCKED else "untucked",
         )
         result = pipeline.run(person, garments, options, token=cancel_token(context), **extra)
-        for i, gid in fresh.items():
-            registry.put(gid, result.garments[i], persist=False)
+        if pipeline is self.app.pipeline:  # the diffusion backend cuts out without SAM
+            for i, gid in fresh.items():
+                registry.put(gid, result.garments[i], persist=False)
         t1 = time.perf_counter()
         fmt = FORMAT_NAMES[request.output_format]
         quality = request.quality or 92
@@ -263,6 +264,7 @@ class TryOnApp(ServiceApp):
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         pb_grpc.add_TryOnServiceServicer_to_server(TryOnServicer(self), server)
+        ctx.metrics.registry.register(_GarmentCacheCollector(self))
         return [pb.DESCRIPTOR.services_by_name["TryOnService"].full_name]
 
     def load(self) -> None:
@@ -325,6 +327,34 @@ class TryOnApp(ServiceApp):
     def close(self) -> None:
         if self.pipeline is not None:
             self.pipeline.analyzer.close()
+
+
+class _GarmentCacheCollector:
+    """``drape_garment_cache_lookups_total{outcome}`` (hit: in process; store_hit; miss) and
+    ``drape_garment_cache_entries``, read from the registry at scrape time."""
+
+    def __init__(self, app: TryOnApp) -> None:
+        self.app = app
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        reg = self.app.registry
+        lookups = CounterMetricFamily(
+            "drape_garment_cache_lookups",
+            "Registered-garment lookups by outcome (hit: in process; store_hit: shared store).",
+            labels=["outcome"],
+        )
+        entries = GaugeMetricFamily(
+            "drape_garment_cache_entries", "Garment analyses held in process."
+        )
+        if reg is not None:
+            for outcome, n in (("hit", reg.hits), ("store_hit", reg.store_hits),
+                               ("miss", reg.misses)):  # fmt: skip
+                lookups.add_metric([outcome], n)
+            entries.add_metric([], len(reg))
+        yield lookups
+        yield entries
 
 
 def load_segmenter(settings):
