@@ -119,17 +119,108 @@ def _shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarra
 def _skin_fill(
     rgb: np.ndarray, pa: P.PersonAnalysis, region: np.ndarray, shading: np.ndarray
 ) -> np.ndarray:
-    """Skin for ``region`` (arms revealed by a shorter sleeve, a neckline): the person's own
-    skin tone from their visible skin (or face), shaded like the photo there, with the
-    fall-off of a cylinder across each limb (Lambertian: brightness ~ cos of the angle to
-    the surface normal) so an arm reads as round rather than as a cut-out. Returns the
-    ``N x 3`` colours of the ``N`` pixels of ``region``."""
-    src = pa.skin if pa.skin.sum() > 200 else pa.face
-    tone = np.median(rgb[src][::5], axis=0) if src.any() else np.array([200, 160, 140])
-    tone = np.asarray(tone, np.float32)
-    round_ = np.ones(rgb.shape[:2], np.float32)
-    sw = pa.measurements.shoulder_width
+    """Skin for ``region`` (arms revealed by a shorter sleeve, a neckline, a midriff, legs
+    under a shorter bottom), drawn from the person's own visible skin. Returns the ``N x 3``
+    colours of the ``N`` pixels of ``region``.
+
+    * Tone: the colour of the visible skin (face excluded when enough other skin shows:
+      faces are lit and made up differently from limbs), weighted towards the skin nearest
+      each pixel (normalised convolution, a shoulder width wide) so a forearm continues the
+      hand beside it and a neckline the neck above it.
+    * Texture: the fine luminance detail (pores, hairs, sensor grain) of a patch of real
+      skin, mirror-tiled over the region, as a relative modulation: a flat fill reads as
+      paint next to real skin.
+    * Shading: the fall-off of a cylinder across each limb (Lambertian: brightness ~ cos of
+      the angle to the surface normal) so an arm reads as round, times the photo's light
+      where the old clothes were at a coarse scale (their folds are left out: skin does not
+      crease like cloth).
+    """
     h, w = rgb.shape[:2]
+    sw = max(pa.measurements.shoulder_width, 1.0)
+    src = _skin_source(pa)
+    img = rgb.astype(np.float32)
+    if src.any():
+        tone_global = np.median(img[src][::3], axis=0)
+    else:  # no skin seen anywhere (gloves, a face out of frame): a neutral mid tone
+        tone_global = np.array([200.0, 160.0, 140.0], np.float32)
+    box = _box(region)
+    if box is None:
+        return np.zeros((0, 3), np.float32)
+    pad = int(sw)
+    y0, y1 = max(0, box[0] - pad), min(h, box[1] + pad)
+    x0, x1 = max(0, box[2] - pad), min(w, box[3] + pad)
+    sl = np.s_[y0:y1, x0:x1]
+    tone = _local_tone(img, src, sl, tone_global, sw)
+
+    round_ = _limb_roundness(pa, (h, w), sw)[sl]
+    light = cv2.GaussianBlur(shading[sl], (0, 0), max(2.0, 0.06 * sw))
+    texture = _skin_texture(img, src, (y1 - y0, x1 - x0), sw)
+    out = tone * (light * round_ * texture)[..., None]
+    return out[region[sl]]
+
+
+def _skin_source(pa: P.PersonAnalysis) -> np.ndarray:
+    """Visible skin to copy from: the body's skin, eroded off its border (its rim blends
+    into clothes and background); the inner face when too little body skin shows."""
+    k = np.ones((3, 3), np.uint8)
+    body = cv2.erode(pa.skin.astype(np.uint8), k, iterations=2) > 0
+    if body.sum() >= 200:
+        return body
+    face = cv2.erode(pa.face.astype(np.uint8), k, iterations=3) > 0
+    return face if face.sum() >= 50 else pa.skin | pa.face
+
+
+def _local_tone(
+    img: np.ndarray, src: np.ndarray, sl, tone_global: np.ndarray, sw: float
+) -> np.ndarray:
+    """Per pixel of the window ``sl``: the visible skin's colour, nearer skin weighing more;
+    the global tone where no skin is near. Computed at a quarter of the resolution (it is
+    smooth by construction)."""
+    win_src = src[sl].astype(np.float32)
+    hh, ww = win_src.shape
+    if win_src.sum() < 20:
+        return np.broadcast_to(tone_global, (hh, ww, 3)).astype(np.float32)
+    k = 4
+    small = (max(1, ww // k), max(1, hh // k))
+    wgt = cv2.resize(win_src, small, interpolation=cv2.INTER_AREA)
+    col = cv2.resize(img[sl] * win_src[..., None], small, interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, 0.5 * sw / k)
+    wb = cv2.GaussianBlur(wgt, (0, 0), sigma)
+    cb = cv2.GaussianBlur(col, (0, 0), sigma)
+    # A prior of the global tone worth a little skin: weak support falls back to it.
+    prior = 0.02
+    tone = (cb + prior * tone_global) / (wb + prior)[..., None]
+    return cv2.resize(tone, (ww, hh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def _skin_texture(img: np.ndarray, src: np.ndarray, shape: tuple[int, int], sw: float):
+    """A ``shape`` field around 1: the relative fine luminance detail of the largest square
+    patch of visible skin, mirror-tiled. All ones when no patch of at least 8 px shows."""
+    ones = np.ones(shape, np.float32)
+    if src.sum() < 64:
+        return ones
+    dist = cv2.distanceTransform(src.astype(np.uint8), cv2.DIST_L2, 3)
+    r = int(min(dist.max(), 0.15 * sw))
+    if r < 4:
+        return ones
+    cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    patch = img[max(0, cy - r + 1) : cy + r, max(0, cx - r + 1) : cx + r].mean(axis=-1)
+    # Relative detail finer than about 1 % of the shoulder width (pores, fine hair, grain),
+    # clipped so a mole or a specular glint is not repeated as a pattern.
+    base = cv2.GaussianBlur(patch, (0, 0), max(1.5, 0.012 * sw))
+    detail = np.clip(patch / np.maximum(base, 1.0), 0.9, 1.1).astype(np.float32)
+    ph, pw = detail.shape
+    reps = (shape[0] // ph + 2, shape[1] // pw + 2)
+    # Mirror tiling (the patch, then its flips) has no seams where the tiles meet.
+    tile = np.block([[detail, detail[:, ::-1]], [detail[::-1], detail[::-1, ::-1]]])
+    big = np.tile(tile, ((reps[0] + 1) // 2, (reps[1] + 1) // 2))
+    return big[: shape[0], : shape[1]].astype(np.float32)
+
+
+def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> np.ndarray:
+    """Cylinder fall-off across each upper arm, forearm, thigh and shin (1 off the limbs)."""
+    h, w = size
+    round_ = np.ones((h, w), np.float32)
     for bones, radius in (
         (((P.R_SHOULDER, P.R_ELBOW), (P.L_SHOULDER, P.L_ELBOW)), 0.17 * sw),
         (((P.R_ELBOW, P.R_WRIST), (P.L_ELBOW, P.L_WRIST)), 0.14 * sw),
@@ -155,7 +246,7 @@ def _skin_fill(
             cos = np.sqrt(np.clip(1.0 - dist**2, 0.0, 1.0))
             shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, 1.0).astype(np.float32)
             round_[y0:y1, x0:x1] = np.minimum(round_[y0:y1, x0:x1], shade)
-    return tone[None, :] * (shading[region] * round_[region])[:, None]
+    return round_
 
 
 def composite(

@@ -582,10 +582,13 @@ def _hair_mask(lab, face, person, skin, lm) -> np.ndarray:
     r = max(2, int(0.25 * fw))
     chest[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = True
     chest &= person & ~skin
-    if torso_len > 0 and chest.sum() >= 20:
-        # Extended when hardly any of the chest would pass for hair.
-        if (_mahalanobis(lab, mean, inv, chest)[chest] < 3.5).mean() < 0.1:
-            bottom = max(bottom, shoulder_y + 0.5 * torso_len)
+    # Extended when hardly any of the chest would pass for hair.
+    if (
+        torso_len > 0
+        and chest.sum() >= 20
+        and (_mahalanobis(lab, mean, inv, chest)[chest] < 3.5).mean() < 0.1
+    ):
+        bottom = max(bottom, shoulder_y + 0.5 * torso_len)
     zone[
         : max(int(min(h, bottom)), 1), max(0, int(fx0 - 0.8 * fw)) : min(w, int(fx1 + 0.8 * fw))
     ] = True
