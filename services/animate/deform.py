@@ -51,10 +51,18 @@ def _poly_dist(p: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return np.where(inside, 0.0, d)
 
 
-def build_mesh(mask: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+def build_mesh(
+    mask: np.ndarray, spacing: float, extra: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Triangulate a cut-out: contour points every ``spacing`` px (half that on tight
     curves), an interior hexagonal grid, Delaunay, and only triangles whose centroid and
     edge midpoints lie in the mask.
+
+    Args:
+        mask: the cut-out.
+        spacing: vertex spacing in pixels.
+        extra: ``K x 2`` further vertices (where a first mesh left pixels of the cut-out
+            uncovered); triangles touching them are kept even when thin.
 
     Returns:
         ``(vertices V x 2 float64, triangles F x 3 int32)``, counter-clockwise in image
@@ -82,8 +90,17 @@ def build_mesh(mask: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray
     gi = np.clip(grid.astype(int), 0, [w - 1, h - 1])
     grid = grid[dist[gi[:, 1], gi[:, 0]] > spacing * 0.45]
     pts.append(grid)
+    if extra is not None and len(extra):
+        pts.append(np.asarray(extra, np.float64))
     v = np.concatenate(pts) if pts else np.zeros((0, 2))
     v = np.unique(np.round(v, 2), axis=0)
+    # A cut-out that the frame edge cuts: its contour runs along the last pixel row or
+    # column, whose pixel centres lie half a pixel outside the triangles. Push those
+    # vertices past the edge so the mesh covers every pixel up to the border.
+    for axis, size in ((0, w), (1, h)):
+        v[v[:, axis] <= 0.5, axis] = -2.0
+        v[v[:, axis] >= size - 1.5, axis] = size + 1.0
+    v = np.unique(v, axis=0)
     if len(v) < 3:
         return v, np.zeros((0, 3), np.int32)
     tri = Delaunay(v).simplices
@@ -111,7 +128,13 @@ def build_mesh(mask: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray
         ],
         0,
     )
-    tri = tri[(area > 0.05 * spacing**2) & (area / np.maximum(longest, 1e-9) ** 2 > 0.08)]
+    keep = (area > 0.05 * spacing**2) & (area / np.maximum(longest, 1e-9) ** 2 > 0.08)
+    if extra is not None and len(extra):
+        added = np.zeros(len(v), bool)
+        ev = np.round(np.asarray(extra, np.float64), 2)
+        added[np.nonzero((v[:, None, :] == ev[None, :, :]).all(-1).any(1))[0]] = True
+        keep |= added[tri].any(axis=1) & (area > 1e-3)
+    tri = tri[keep]
     used = np.unique(tri)
     remap = np.full(len(v), -1)
     remap[used] = np.arange(len(used))

@@ -29,7 +29,7 @@ ARM_SIDES = {
 # Outer radius of what may be an arm, in shoulder widths: wider than any upper arm
 # (biacromial breadth ~ 2.4 x upper-arm breadth, so an arm is ~0.2 sw across its radius
 # at most, sleeves included) and a core that is certainly arm on any frame-filling photo.
-ARM_REACH = 0.26
+ARM_REACH = 0.24
 ARM_CORE = 0.045
 GRABCUT_ITERATIONS = 3
 GRABCUT_MAX_SIDE = 200  # the cut runs on a box at most this large (cost grows with area)
@@ -63,14 +63,33 @@ def _trunk_core(lm: np.ndarray, shape, sw: float) -> np.ndarray:
     return out > 0
 
 
-def _arm_capsule(lm: np.ndarray, shape, side: str, radius: float, start: float = 0.0):
+def _legs_core(lm: np.ndarray, shape) -> np.ndarray:
+    """Below the hips, the middle of the lower body (skirt, trousers, thighs): the hip
+    segment carried down the body's axis, narrowed to 70 %. Never arm, unless an arm's
+    core lies on it (the caller removes those)."""
+    ls, rs, lh, rh = (lm[i, :2].astype(np.float64) for i in (11, 12, 23, 24))
+    down = (lh + rh) / 2 - (ls + rs) / 2
+    mh = (lh + rh) / 2
+    a, b = mh + (lh - mh) * 0.7, mh + (rh - mh) * 0.7
+    out = np.zeros(shape, np.uint8)
+    cv2.fillPoly(
+        out, [np.round(np.array([a, b, b + down * 1.5, a + down * 1.5])).astype(np.int32)], 1
+    )
+    return out > 0
+
+
+def _arm_capsule(
+    lm: np.ndarray, shape, side: str, radius: float, start: float = 0.0, hand: bool = True
+):
+    """Capsules along one arm: upper arm ``radius``, forearm and hand 0.7 of it (forearm
+    breadth is ~0.7 of upper-arm breadth with the sleeve's slack)."""
     s, e, wr = ARM_SIDES[side]
     m = np.zeros(shape, np.uint8)
     a = lm[s, :2] + (lm[e, :2] - lm[s, :2]) * start
     _capsule(m, a, lm[e, :2], radius)
-    _capsule(m, lm[e, :2], lm[wr, :2], radius * 0.85)
-    hand = _hand_centre(lm, side)
-    _capsule(m, lm[wr, :2], hand, radius * 0.8)
+    _capsule(m, lm[e, :2], lm[wr, :2], radius * 0.7)
+    if hand:
+        _capsule(m, lm[wr, :2], _hand_centre(lm, side), radius * 0.7)
     return m > 0
 
 
@@ -101,14 +120,28 @@ def segment_arms(
     reach = {s: _arm_capsule(lm, (h, w), s, ARM_REACH * sw) & person for s in ARM_SIDES}
     # Cores start a fifth of the way down the upper arm: the shoulder joint overlaps the
     # torso and is the one place where arm and torso pixels are not told apart by a cut.
+    # The hand is certain only where the analysis found it as skin (a hand's place is a
+    # guess where the pose model cannot see it, and a core on the skirt beside it would
+    # teach the cut that the skirt is arm).
+    inner = cv2.erode(person.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     core = {
-        s: _arm_capsule(lm, (h, w), s, max(2.0, ARM_CORE * sw), start=0.2)
-        & cv2.erode(person.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        s: (
+            _arm_capsule(lm, (h, w), s, max(2.0, ARM_CORE * sw), start=0.2, hand=False)
+            | cv2.erode(analysis.hands[s].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        )
+        & inner
         for s in ARM_SIDES
     }
+    # A bare arm is skin: where most of a core is skin, its other pixels are what the
+    # arm lies on or beside (a skirt under a hanging hand), not the arm.
+    skin = analysis.skin | analysis.hands["left"] | analysis.hands["right"]
+    for s in ARM_SIDES:
+        if core[s].any() and (core[s] & skin).sum() > 0.3 * core[s].sum():
+            core[s] &= skin
     wide_core = {s: _arm_capsule(lm, (h, w), s, 0.14 * sw, start=0.2) for s in ARM_SIDES}
     not_arm = ~person | analysis.face | analysis.hair
-    trunk = _trunk_core(lm, (h, w), sw) & ~wide_core["left"] & ~wide_core["right"]
+    trunk = _trunk_core(lm, (h, w), sw) | _legs_core(lm, (h, w))
+    trunk &= ~wide_core["left"] & ~wide_core["right"]
     out = {}
     for side, other in (("left", "right"), ("right", "left")):
         if core[side].sum() < 20:
@@ -116,6 +149,14 @@ def segment_arms(
             continue
         sure_not = not_arm | trunk | core[other]
         out[side] = _cut(rgb, reach[side], core[side] & ~sure_not, sure_not, sw)
+    # Skin inside an arm's capsule is that arm (bare arms; the cut can lose a forearm
+    # that rests on the clothes when the clothes' colours resemble it).
+    skin_arm = {
+        s: (analysis.arms[s] | analysis.hands[s]) & skin & person & ~analysis.face
+        for s in ARM_SIDES
+    }
+    for side, other in (("left", "right"), ("right", "left")):
+        out[side] |= skin_arm[side] & ~out[other]
     # What the cut leaves of the torso as a sliver between an arm and the background (the
     # arm's soft, colour-mixed outer edge) is arm: a torso is never that thin there.
     rest = person & ~out["left"] & ~out["right"]

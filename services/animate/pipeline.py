@@ -22,7 +22,7 @@ from PIL import Image
 
 from services.animate.backends import Backend, RenderOptions, RenderStats, SkeletalBackend
 from services.animate.motions import Motion
-from services.animate.retarget import Targets, retarget
+from services.animate.retarget import ARM_JOINTS, Targets, arms_to_keep_still, retarget
 from services.common.analysis.person import PersonAnalysis, PersonAnalyzer
 from services.common.context import CancelToken
 from services.common.errors import InvalidInputError
@@ -52,6 +52,10 @@ class ClipOptions:
         max_side: the server's largest clip side.
         max_fps: the server's highest frame rate.
         crf: x264 quality (lower is better).
+        fit_motion: fit the motion to the photo: arms the photo cannot move cleanly (not
+            shown whole, or a hand resting on the hip) keep their pose with a warning
+            (MOTION_ARM_KEPT_STILL); a motion of those arms alone is refused
+            (MOTION_NOT_SUPPORTED_BY_PHOTO).
     """
 
     fps: float = 0.0
@@ -68,6 +72,7 @@ class ClipOptions:
     max_side: int = 1920
     max_fps: float = 60.0
     crf: int = 20
+    fit_motion: bool = True
 
 
 @dataclasses.dataclass
@@ -249,10 +254,34 @@ class AnimatePipeline:
         start = None
         if options.start_pose is not None:
             start = np.asarray(options.start_pose, np.float64)[:, :2] * [w, h]
+        warnings: list[tuple[str, str]] = []
+        still_arms: tuple[str, ...] = ()
+        if options.fit_motion:
+            keep = arms_to_keep_still(pa.landmarks, (h, w))
+            moves = _arms_moved(motion)
+            keep = {s: r for s, r in keep.items() if s in moves}
+            if (
+                keep
+                and len(keep) == len(moves)
+                and motion.framing == "upper"
+                and _only_arms(motion)
+            ):
+                raise InvalidInputError(
+                    "MOTION_NOT_SUPPORTED_BY_PHOTO",
+                    f"motion {motion.name!r} moves only the arms, and on this photo "
+                    + "; ".join(f"the {s} arm cannot move: {r}" for s, r in keep.items()),
+                    field="template_name",
+                )
+            for side, reason in keep.items():
+                warnings.append(
+                    ("MOTION_ARM_KEPT_STILL", f"the person's {side} arm is kept still: {reason}")
+                )
+            still_arms = tuple(keep)
         targets = retarget(
-            motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start
-        )
-        return rgb, pa, targets, []
+            motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start,
+            still_arms=still_arms,
+        )  # fmt: skip
+        return rgb, pa, targets, warnings
 
     def run(
         self,
@@ -363,6 +392,35 @@ class AnimatePipeline:
             preview_format=options.preview, poster=poster_bytes, last_pose=last,
             targets=targets, analysis=pa, timings=timings, stats=stats, warnings=warnings,
         )  # fmt: skip
+
+
+def _arms_moved(motion: Motion) -> set[str]:
+    """Arms whose angles the template changes noticeably (over 10 degrees)."""
+    px = motion.pixels().astype(np.float64)
+    out = set()
+    for side, (s, e, wr) in ARM_JOINTS.items():
+        for a, b in ((s, e), (e, wr)):
+            v = px[:, b] - px[:, a]
+            ang = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
+            if np.abs(ang - ang[0]).max() > np.radians(10):
+                out.add(side)
+    return out
+
+
+def _only_arms(motion: Motion) -> bool:
+    """Whether the template moves the arms and little else (the shoulders' midpoint, width
+    and line stay within 5 % of the shoulder width and 5 degrees)."""
+    px = motion.pixels().astype(np.float64)
+    sw = np.linalg.norm(px[0, 11] - px[0, 12])
+    mid = (px[:, 11] + px[:, 12]) / 2
+    v = px[:, 11] - px[:, 12]
+    ang = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
+    width = np.linalg.norm(v, axis=1)
+    return bool(
+        np.abs(mid - mid[0]).max() < 0.05 * sw
+        and np.abs(ang - ang[0]).max() < np.radians(5)
+        and np.abs(width - sw).max() < 0.05 * sw
+    )
 
 
 def check_options(options: ClipOptions, max_seconds: float) -> None:

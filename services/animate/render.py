@@ -262,9 +262,18 @@ class SkeletalRenderer:
             # The mesh reaches well past the soft edge: the half-resolution raster loses up
             # to two pixels along the mesh's border, which must fall where alpha is 0.
             region = cv2.dilate((a > 0.02).astype(np.uint8), np.ones((13, 13), np.uint8))
-            v, tri = build_mesh(region, spacing if n == "torso" else spacing * 0.8)
+            sp = spacing if n == "torso" else spacing * 0.8
+            v, tri = build_mesh(region, sp)
             if len(tri) == 0:
                 continue
+            # Thin wedges (a shoulder's cap, a wisp of hair) can lose their triangles to
+            # the sliver filter; pixels the layer shows must be in its mesh, or the frame
+            # shows the plate there even at rest: add vertices on what was missed.
+            missed = (a > 0.05) & ~_raster(v, tri, (h, w))
+            if missed.any():
+                ys, xs = np.nonzero(missed)
+                extra = np.unique(np.stack([xs, ys], 1) // 3 * 3, axis=0).astype(np.float64)
+                v, tri = build_mesh(region, sp, extra=extra)
             bones = LAYER_BONES[n]
             wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
             tex = (rgb_n.astype(np.float32) * a[..., None] + 0.5).astype(np.uint8)
@@ -376,6 +385,13 @@ class SkeletalRenderer:
             a = alpha.astype(np.float32) / 255.0
             cov = coverage[y0:y1, x0:x1]
             cov[:] = cov * (1.0 - a) + a
+
+
+def _raster(v: np.ndarray, tri: np.ndarray, shape) -> np.ndarray:
+    """Pixels covered by the triangles (for checking a mesh against its cut-out)."""
+    out = np.zeros(shape, np.uint8)
+    cv2.fillPoly(out, list(np.round(v[tri] * 4).astype(np.int32)), 1, cv2.LINE_8, shift=2)
+    return out > 0
 
 
 def _backward_affines(p: np.ndarray, rest: np.ndarray, tri: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ LIMB_BONES = tuple(
     i for i, b in enumerate(BONES) if b[2] == "rigid" and b[1] in (13, 15, 14, 16, 25, 27, 26, 28)
 )
 EASE_SECONDS = 0.5
+ARM_JOINTS = {"left": (11, 13, 15), "right": (12, 14, 16)}  # shoulder, elbow, wrist
 
 
 def _joint(pts: np.ndarray, j: int) -> np.ndarray:
@@ -189,6 +190,7 @@ def retarget(
     frames: int,
     loop: bool = False,
     start: np.ndarray | None = None,
+    still_arms: tuple[str, ...] = (),
 ) -> Targets:
     """Map ``motion`` onto the skeleton ``rest`` (the still's landmarks in clip pixels).
 
@@ -200,6 +202,8 @@ def retarget(
         frames: clip length in frames.
         loop: blend the end into the start so the clip loops.
         start: ``33 x 2`` pose to start from (chaining), eased into the motion.
+        still_arms: arms ("left", "right") kept in the still's pose (see
+            :func:`arms_to_keep_still`); they move with the chest only.
 
     Raises:
         InvalidInputError: MOTION_FRAMING_MISMATCH for a full-body motion on a half-body
@@ -233,6 +237,12 @@ def retarget(
                 turn[:, bi] = 0.0
                 scale[:, bi] = 1.0
         moved[25:] = False
+    spine = next(bi for bi, b in enumerate(BONES) if b[:2] == (HIP, SHO))
+    for side in still_arms:
+        # The arm keeps its angles to the chest: it turns only as the chest turns.
+        for bi, (par, _ch, _kind) in enumerate(BONES):
+            if par in ARM_JOINTS[side]:
+                turn[:, bi] = turn[:, spine]
     params = PoseParams(root, turn, scale, head)
     pts = pose_from_params(rest, params)
     if motion.framing == "full":
@@ -284,6 +294,37 @@ def _behind(t: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
     d = ratio(t) - ratio(ref)
     return np.stack([d > 0.12, d < -0.12], -1)
+
+
+def arms_to_keep_still(lm: np.ndarray, size: tuple[int, int]) -> dict[str, str]:
+    """Arms a motion must not move on this photo, with the reason: an arm the photo does
+    not show whole (elbow or wrist unseen or out of the frame: moving it would reveal
+    what is not there), or a hand resting on the hip or waist (the forearm lies on the
+    clothes: lifting it would drag them or leave its print; it moves with the chest).
+
+    Args:
+        lm: ``33 x 4`` landmarks (pixels, visibility last) of the still in clip pixels.
+        size: ``(height, width)``.
+
+    Returns:
+        ``{side: reason}``.
+    """
+    h, w = size
+    sw = float(np.linalg.norm(lm[11, :2] - lm[12, :2]))
+    out = {}
+    for side, (s, e, wr) in ARM_JOINTS.items():
+        seen = all(lm[j, 3] >= 0.5 and 0 <= lm[j, 0] < w and 0 <= lm[j, 1] < h for j in (s, e, wr))
+        if not seen:
+            out[side] = "the photo does not show the whole arm"
+            continue
+        hip = 23 if side == "left" else 24
+        upper, fore = lm[s, :2] - lm[e, :2], lm[wr, :2] - lm[e, :2]
+        cos = float(upper @ fore / max(np.linalg.norm(upper) * np.linalg.norm(fore), 1e-6))
+        bent = cos > np.cos(np.radians(130))  # elbow angle under 130 degrees
+        on_hip = np.linalg.norm(lm[wr, :2] - lm[hip, :2]) < 0.45 * sw
+        if bent and on_hip:
+            out[side] = "the hand rests on the hip"
+    return out
 
 
 def bone_lengths(pts: np.ndarray) -> np.ndarray:
