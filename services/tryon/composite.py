@@ -229,13 +229,14 @@ def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> n
     ):
         for a_i, b_i in bones:
             a, b = pa.point(a_i), pa.point(b_i)
+            reach = 1.6 * radius  # the rim's ease-back below
             x0, x1 = (
-                int(max(0, min(a[0], b[0]) - radius)),
-                int(min(w, max(a[0], b[0]) + radius + 1)),
+                int(max(0, min(a[0], b[0]) - reach)),
+                int(min(w, max(a[0], b[0]) + reach + 1)),
             )
             y0, y1 = (
-                int(max(0, min(a[1], b[1]) - radius)),
-                int(min(h, max(a[1], b[1]) + radius + 1)),
+                int(max(0, min(a[1], b[1]) - reach)),
+                int(min(h, max(a[1], b[1]) + reach + 1)),
             )
             if x1 <= x0 or y1 <= y0:
                 continue
@@ -244,7 +245,10 @@ def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> n
             t = np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
             dist = np.hypot(xs - (a[0] + t * d[0]), ys - (a[1] + t * d[1])) / max(radius, 1.0)
             cos = np.sqrt(np.clip(1.0 - dist**2, 0.0, 1.0))
-            shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, 1.0).astype(np.float32)
+            # Past the nominal radius (a limb wider than the model) the rim shade eases back
+            # to 1 instead of jumping: a jump draws the capsule's outline on the skin.
+            rim = 0.72 + 0.28 * np.clip((dist - 1.0) / 0.6, 0.0, 1.0)
+            shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, rim).astype(np.float32)
             round_[y0:y1, x0:x1] = np.minimum(round_[y0:y1, x0:x1], shade)
     return round_
 
