@@ -125,11 +125,20 @@ def test_segment_refuses_a_non_image_array():
 # --------------------------------------------------------------------------- classification
 
 
+def expected_category(flat: FlatLay) -> str:
+    """What the outline can tell: a hip-length jacket has a shirt's outline (the zip line
+    that sets it apart on this drawing does not on real packshots, where shirts, cardigans
+    and hoodies have one too), so it reads as a top; its category comes from a hint."""
+    if flat.category == "outerwear" and flat.length != "long":
+        return "top"
+    return flat.category
+
+
 @pytest.mark.parametrize("kind,pattern,background", MATRIX)
 def test_category_sleeve_and_length(kind, pattern, background):
     flat, found = case(kind, pattern, background)
     assert (found.category, found.sleeve, found.length) == (
-        flat.category,
+        expected_category(flat),
         flat.sleeve,
         flat.length,
     )
@@ -169,7 +178,7 @@ def test_landmark_names_follow_image_left_and_right():
 def test_landmarks_hold_on_a_large_photo():
     # Over the shape-analysis working size (640 px), landmarks are scaled back to the crop.
     flat = draw_garment("jacket", "checks", size=(1100, 1000), background="textured", seed=3)
-    found = analyze_garment(flat.image)
+    found = analyze_garment(flat.image, category="outerwear")
     assert (found.category, found.sleeve) == ("outerwear", "long")
     assert max(landmark_errors(flat, found).values()) <= LANDMARK_TOLERANCE
 

@@ -23,6 +23,7 @@ from services.common.context import CancelToken
 from services.common.errors import InvalidInputError
 from services.tryon import geometric
 from services.tryon.composite import CompositeResult, composite
+from services.tryon.placement import check_placement
 
 MAX_GARMENTS = 2
 UPPER = ("top", "dress", "outerwear")
@@ -125,7 +126,10 @@ class TryOnPipeline:
         Raises:
             InvalidInputError: NO_GARMENTS, TOO_MANY_GARMENTS, GARMENT_NOT_FOUND,
                 GARMENT_CATEGORY_CONFLICT, the person analysis refusals, and
-                POSE_UNSUPPORTED for a bottom on a photo whose hips are out of frame.
+                POSE_UNSUPPORTED for a bottom on a photo whose hips are out of frame,
+                GARMENT_CATEGORY_UNCERTAIN when a garment's outline does not settle its
+                description and no hint was given, GARMENT_FIT_FAILED when a warped garment
+                does not sit where its category belongs on this body.
         """
         options = options or TryOnOptions()
         token = token or CancelToken()
@@ -139,13 +143,20 @@ class TryOnPipeline:
         layers = []
         warps = []
         with stage("warp"):
-            for ga in sorted(analyses, key=lambda a: a.category in UPPER):
+            order = sorted(range(len(analyses)), key=lambda i: analyses[i].category in UPPER)
+            for i in order:
+                ga = analyses[i]
                 lmk = {k: np.asarray(v, np.float64) for k, v in ga.landmarks.items()}
                 if ga.category in UPPER:
                     lyr, wp = geometric.dress_top(pa, ga.rgba, ga.mask, lmk, ga.sleeve)
                 else:
                     check_hips(pa)
                     lyr, wp = geometric.dress_bottom(pa, ga.rgba, ga.mask, lmk, ga.length)
+                # Never draw a garment in the wrong place: its body panel (not the sleeves,
+                # which follow the arms) must sit where its category belongs.
+                panels = [ly.alpha for ly in lyr if ly.kind != "sleeve"]
+                if panels:
+                    check_placement(pa, ga.category, np.maximum.reduce(panels), i)
                 layers += lyr
                 warps += wp
             if options.tuck == "tucked" and len(analyses) == 2:

@@ -61,7 +61,7 @@ MAX_SCENE_SPREAD = 25.0
 _SEGMENT_SIDE = 1024
 # A detection at least this confident (garment_shape's 0.5..1 scale) refuses a hint that
 # contradicts it; a less certain one gives way to the hint.
-_CLEAR = 0.75
+_CLEAR = 0.7
 # Shape analysis works on crops at most this long side; landmarks are scaled back.
 _SHAPE_SIDE = 640
 # Colour-distance threshold bounds (Delta E): the floor keeps JPEG noise on a flat white
@@ -615,7 +615,11 @@ def _describe(
     found = GS.describe(m)
     f = found.features
     # Only a clear-cut reading of the outline overrules a hint ("flatly contradicts").
-    if requested is not None and requested != found.category and found.category_confidence >= _CLEAR:
+    if (
+        requested is not None
+        and requested != found.category
+        and found.category_confidence >= _CLEAR
+    ):
         sleeves = f.sleeve_out > GS.SLEEVE_OUT_ABOVE or f.sleeve_hanging > 0
         if requested == "bottom" and sleeves and f.leg_split <= GS.LEGS_ABOVE:
             raise _conflict(

@@ -165,7 +165,7 @@ def measure(mask: np.ndarray) -> ShapeFeatures:
     lower = run[int(0.65 * h) : int(0.9 * h)]
     lower = lower[lower > 0]
     torso = float(np.median(lower)) if lower.size else float(w)
-    mid = run[int(0.2 * h) : int(0.6 * h)]
+    mid = run[int(0.3 * h) : int(0.65 * h)]
     mid = mid[mid > 0]
     narrow = float(mid.min()) if mid.size else torso
     length = h / max(narrow, 1.0)
@@ -376,11 +376,12 @@ COAT_ASPECT_ABOVE = 1.6
 SLIT_LONG_ABOVE = 0.1
 SLEEVE_LONG_ABOVE = 0.9
 # Length classes. Tops: torso length over torso width (crop tops under 1.1; tunics over
-# 1.9). Bottoms: length over waistband width (shorts and minis under 1.3; knee length to
-# 2; full length beyond). Dresses: height over shoulder width (mini under 2.2; maxi over 3).
+# 1.9). Bottoms: length over waistband width (shorts and minis under 1.25; knee length to
+# 1.8; full length beyond). Dresses: height over the depth of the waist below the top edge
+# (a mini ends about two waist depths down; a maxi three and more).
 TOP_CROPPED_BELOW, TOP_LONG_ABOVE = 1.1, 1.9
-BOTTOM_CROPPED_BELOW, BOTTOM_LONG_ABOVE = 1.3, 2.0
-DRESS_CROPPED_BELOW, DRESS_LONG_ABOVE = 2.2, 3.0
+BOTTOM_CROPPED_BELOW, BOTTOM_LONG_ABOVE = 1.25, 1.8
+DRESS_CROPPED_BELOW, DRESS_LONG_ABOVE = 2.2, 2.8
 # Under this confidence (the deciding measure within 5 % of its threshold) the call is a
 # coin toss, and a wrong still is worse than asking for a hint.
 UNSURE_BELOW = 0.525
@@ -426,88 +427,98 @@ def describe(mask: np.ndarray, category: str | None = None) -> Description:
         ValueError: when the mask is empty.
     """
     f = measure(mask)
-    margins: list[float] = []
     sleeve_out = f.sleeve_out > SLEEVE_OUT_ABOVE
     slit = f.sleeve_hanging > 0
     armhole = f.side_bay > ARMHOLE_ABOVE
+    sleeve, s_margins = _sleeve(f, sleeve_out, slit, armhole)
+    margins: list[float] = []
     if category is None:
-        legs = f.leg_split > LEGS_ABOVE
-        if (
-            legs
-            and not slit
-            and (f.sleeve_out < NO_SLEEVE_BELOW or f.straight_top > WAISTBAND_ABOVE)
-        ):
-            category = "bottom"
-            margins += [_margin(f.leg_split, LEGS_ABOVE)]
-        elif f.straight_top > WAISTBAND_ABOVE and not sleeve_out and not armhole:
-            category = "bottom"
-            margins += [_margin(f.straight_top, WAISTBAND_ABOVE)]
-        elif (
-            f.sleeve_out < NO_SLEEVE_BELOW
-            and not slit
-            and not armhole
-            and f.straight_top > SKIRT_TOP_ABOVE
-        ):
-            category = "bottom"
-            margins += [
-                _margin(f.straight_top, SKIRT_TOP_ABOVE),
-                _margin(f.side_bay, ARMHOLE_ABOVE),
-            ]
-        elif f.length > DRESS_LENGTH_ABOVE and f.aspect > DRESS_ASPECT_ABOVE:
-            category = "dress"
-            margins += [
-                _margin(f.length, DRESS_LENGTH_ABOVE),
-                _margin(f.aspect, DRESS_ASPECT_ABOVE),
-            ]
-        else:
-            category = "top"
-            # How clearly it is not a bottom and not a dress.
-            margins += [
-                max(
-                    _margin(f.straight_top, SKIRT_TOP_ABOVE)
-                    if f.straight_top > SKIRT_TOP_ABOVE
-                    else 1.0,
-                    _margin(f.sleeve_out, NO_SLEEVE_BELOW),
-                    1.0 if armhole or slit else 0.0,
-                ),
-                max(_margin(f.length, DRESS_LENGTH_ABOVE), _margin(f.aspect, DRESS_ASPECT_ABOVE)),
-            ]
-    sleeve, s_margins = None, []
-    if category != "bottom":
-        if slit and f.sleeve_hanging > SLIT_LONG_ABOVE:
-            sleeve = "long"
-            s_margins.append(_margin(f.sleeve_hanging, SLIT_LONG_ABOVE))
-        elif sleeve_out or slit:
-            sleeve = "long" if f.sleeve_length > SLEEVE_LONG_ABOVE else "short"
-            s_margins += [
-                _margin(f.sleeve_out, SLEEVE_OUT_ABOVE),
-                _margin(f.sleeve_length, SLEEVE_LONG_ABOVE),
-            ]
-        elif armhole:
-            sleeve = "sleeveless"
-            s_margins += [
-                _margin(f.side_bay, ARMHOLE_ABOVE),
-                _margin(f.sleeve_out, SLEEVE_OUT_ABOVE),
-            ]
-        else:
-            # Neither a sleeve standing out nor an armhole cutting in: the sides run convex
-            # from the shoulders to the hem, which only sleeves lying along the body give.
-            sleeve = "long"
-            s_margins += [
-                _margin(f.side_bay, ARMHOLE_ABOVE),
-                _margin(f.sleeve_out, SLEEVE_OUT_ABOVE),
-            ]
-        if category == "top" and sleeve == "long" and f.aspect > COAT_ASPECT_ABOVE:
-            category = "outerwear"
-    length = _length(category, f)
+        category = _category(f, sleeve, sleeve_out, slit, armhole, margins)
+    if category == "bottom":
+        sleeve, s_margins = None, []
     return Description(
         category=category,
         sleeve=sleeve,
-        length=length,
+        length=_length(category, f),
         category_confidence=_confidence(margins),
         sleeve_confidence=_confidence(s_margins),
         features=f,
     )
+
+
+def _sleeve(f: ShapeFeatures, sleeve_out: bool, slit: bool, armhole: bool):
+    """The sleeve class an upper-body garment's outline shows, and the deciding margins."""
+    if slit and f.sleeve_hanging > SLIT_LONG_ABOVE:
+        return "long", [_margin(f.sleeve_hanging, SLIT_LONG_ABOVE)]
+    if sleeve_out or slit:
+        sleeve = "long" if f.sleeve_length > SLEEVE_LONG_ABOVE else "short"
+        return sleeve, [
+            _margin(f.sleeve_out, SLEEVE_OUT_ABOVE),
+            _margin(f.sleeve_length, SLEEVE_LONG_ABOVE),
+        ]
+    margins = [_margin(f.side_bay, ARMHOLE_ABOVE), _margin(f.sleeve_out, SLEEVE_OUT_ABOVE)]
+    if armhole:
+        return "sleeveless", margins
+    # Neither a sleeve standing out nor an armhole cutting in: the sides run convex from the
+    # shoulders to the hem, which only sleeves lying along the body give.
+    return "long", margins
+
+
+def _category(
+    f: ShapeFeatures, sleeve: str, sleeve_out: bool, slit: bool, armhole: bool, margins: list
+) -> str:
+    """The category the outline shows; appends the deciding margin to ``margins``."""
+    # Each rule that reads the garment as a bottom, with the margin it passed by; the
+    # clearest one sets the confidence (a skirt that barely passes as a waistband but clearly
+    # as a skirt is a clear bottom).
+    bottom_rules = []
+    no_sleeve = f.sleeve_out < NO_SLEEVE_BELOW and not slit
+    if f.leg_split > LEGS_ABOVE and not slit and (no_sleeve or f.straight_top > WAISTBAND_ABOVE):
+        bottom_rules.append(_margin(f.leg_split, LEGS_ABOVE))
+    if f.straight_top > WAISTBAND_ABOVE and not sleeve_out and not armhole:
+        bottom_rules.append(_margin(f.straight_top, WAISTBAND_ABOVE))
+    if no_sleeve and not armhole and f.straight_top > SKIRT_TOP_ABOVE:
+        bottom_rules.append(
+            min(_margin(f.straight_top, SKIRT_TOP_ABOVE), _margin(f.side_bay, ARMHOLE_ABOVE))
+        )
+    if bottom_rules:
+        margins.append(max(bottom_rules))
+        return "bottom"
+    # How clearly it is not a bottom: an upper body's own features (sleeves, an armhole, a
+    # slit), else how far its top edge is from a skirt's.
+    margins.append(
+        max(
+            _margin(f.sleeve_out, NO_SLEEVE_BELOW) if f.sleeve_out >= NO_SLEEVE_BELOW else 0.0,
+            1.0 if armhole or slit else 0.0,
+            _margin(f.straight_top, SKIRT_TOP_ABOVE),
+        )
+    )
+    # A dress: long against its torso and taller than wide, or, without long sleeves (a
+    # coat), far taller than wide; and its skirt is its lowest part on the centre line (a
+    # garment whose middle ends well above its lowest point is a short top with sleeves
+    # hanging below it).
+    dress_rules = []
+    if f.leg_split <= LEGS_ABOVE:
+        if f.length > DRESS_LENGTH_ABOVE and f.aspect > DRESS_ASPECT_ABOVE:
+            dress_rules.append(_margin(f.length, DRESS_LENGTH_ABOVE))
+        if f.aspect > COAT_ASPECT_ABOVE and sleeve != "long":
+            dress_rules.append(_margin(f.aspect, COAT_ASPECT_ABOVE))
+    if dress_rules:
+        margins.append(max(dress_rules))
+        return "dress"
+    # The clearest of the reasons it is not a dress.
+    margins.append(
+        max(
+            _margin(f.length, DRESS_LENGTH_ABOVE) if f.length <= DRESS_LENGTH_ABOVE else 0.0,
+            _margin(f.aspect, DRESS_ASPECT_ABOVE) if f.aspect <= DRESS_ASPECT_ABOVE else 0.0,
+            _margin(f.leg_split, LEGS_ABOVE) if f.leg_split > LEGS_ABOVE else 0.0,
+            _margin(f.aspect, COAT_ASPECT_ABOVE) if sleeve == "long" else 0.0,
+        )
+    )
+    # A sleeved upper garment far taller than wide reaches the thigh: a coat.
+    if sleeve == "long" and f.aspect > COAT_ASPECT_ABOVE:
+        return "outerwear"
+    return "top"
 
 
 def _length(category: str, f: ShapeFeatures) -> str:

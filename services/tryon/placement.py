@@ -1,0 +1,120 @@
+"""The last check before a still is returned: does each garment sit where its category
+belongs on this body?
+
+A garment described wrongly (a hint that contradicts the packshot, an outline read the wrong
+way) is warped onto the wrong part of the body or stretched out of shape, and the still
+looks plausible enough to be returned as if all went well. This check reads only the
+warped garment and the pose, so it catches such a still whatever went wrong before it:
+
+* **band**: nearly all of a garment's body panel lies in its category's vertical band: a
+  top from a little above the shoulders to the upper thighs, a bottom from a little above
+  the waist down, a dress from the shoulders down;
+* **reach**: the panel covers the body where its category always does, at the body's
+  centre line: a top the chest, a bottom the hips, a dress both the chest and the upper
+  thighs (a crop top dressed as a dress ends at the ribs).
+
+Rows out of the photo's frame (a half-body photo) are not asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.common.analysis import person as P
+from services.common.errors import InvalidInputError
+
+# Share of a panel's alpha mass that must lie within its band.
+MIN_IN_BAND = 0.85
+# Band edges in torso lengths (shoulder line to hip line) from those lines. A collar rises a
+# little above the shoulders; a long top or a coat reaches the upper thigh; a waistband sits
+# a little above the hip joints.
+_TOP_ABOVE_SHOULDERS = 0.35
+_TOP_BELOW_HIPS = 1.0
+_BOTTOM_ABOVE_HIPS = 0.45
+# Where each category always covers the centre line: the chest a quarter of the torso below
+# the shoulders, the hips at the hip line, the upper thigh a quarter torso below it.
+_CHEST = 0.3
+_THIGH = 0.25
+_UPPER = ("top", "dress", "outerwear")
+
+
+def body_lines(pa: P.PersonAnalysis) -> tuple[float, float, float]:
+    """``(shoulder_y, hip_y, centre_x)`` of the person, from the pose (the hips estimated
+    when out of frame)."""
+    lm = pa.landmarks
+    shoulder_y = float((lm[P.L_SHOULDER, 1] + lm[P.R_SHOULDER, 1]) / 2)
+    hip_y = float((lm[P.L_HIP, 1] + lm[P.R_HIP, 1]) / 2)
+    centre_x = float((lm[P.L_SHOULDER, 0] + lm[P.R_SHOULDER, 0] + lm[P.L_HIP, 0] + lm[P.R_HIP, 0]) / 4)
+    return shoulder_y, hip_y, centre_x
+
+
+def placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray) -> dict[str, float]:
+    """Measures of one garment's warped body panel (not its sleeves, which follow the arms
+    anywhere).
+
+    Args:
+        pa: the person.
+        category: the garment's category.
+        panel: ``H x W`` alpha of the garment's body panel (torso panel, or the bottom's
+            waist panel and legs) in the photo.
+
+    Returns:
+        ``in_band`` (share of the alpha inside the band) and, for each place the category
+        must cover (``chest``, ``hips``, ``thigh``), the garment's alpha there (NaN where
+        that place is out of the frame).
+    """
+    h, w = panel.shape
+    shoulder_y, hip_y, cx = body_lines(pa)
+    torso = max(hip_y - shoulder_y, 1.0)
+    if category in _UPPER:
+        lo = shoulder_y - _TOP_ABOVE_SHOULDERS * torso
+        hi = hip_y + _TOP_BELOW_HIPS * torso if category != "dress" else float(h)
+    else:
+        lo, hi = hip_y - _BOTTOM_ABOVE_HIPS * torso, float(h)
+    rows = np.arange(h, dtype=np.float64)[:, None]
+    mass = float(panel.sum())
+    inside = float((panel * ((rows >= lo) & (rows <= hi))).sum())
+    out = {"in_band": inside / mass if mass > 0 else 0.0}
+    places = {
+        "top": {"chest": shoulder_y + _CHEST * torso},
+        "outerwear": {"chest": shoulder_y + _CHEST * torso},
+        "bottom": {"hips": hip_y},
+        "dress": {"chest": shoulder_y + _CHEST * torso, "thigh": hip_y + _THIGH * torso},
+    }[category]
+    # A short run of rows and columns around the centre line: a print or a slit (the gap of
+    # a skirt's legs is not at the centre line above the thigh) must not decide it alone.
+    half = max(2, int(0.04 * torso))
+    xi = int(np.clip(round(cx), 0, w - 1))
+    for name, y in places.items():
+        yi = int(round(y))
+        if yi < 0 or yi >= h:
+            out[name] = float("nan")
+            continue
+        patch = panel[max(0, yi - half) : yi + half + 1, max(0, xi - half) : xi + half + 1]
+        out[name] = float(patch.mean())
+    return out
+
+
+def check_placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray, index: int) -> None:
+    """Refuse a still whose garment ``index`` is not where ``category`` belongs.
+
+    Raises:
+        InvalidInputError: GARMENT_FIT_FAILED (field ``garments[index]``) naming what is
+            wrong and the hint to check.
+    """
+    m = placement(pa, category, panel)
+    problems = []
+    if m["in_band"] < MIN_IN_BAND:
+        problems.append(
+            f"only {100 * m['in_band']:.0f}% of it lies where a {category} belongs on this body"
+        )
+    for place in ("chest", "hips", "thigh"):
+        if place in m and not np.isnan(m[place]) and m[place] < 0.5:
+            problems.append(f"it does not cover the {place}, which a {category} always does")
+    if problems:
+        raise InvalidInputError(
+            "GARMENT_FIT_FAILED",
+            f"the garment could not be fitted as a {category}: {'; '.join(problems)}. Check "
+            "the category, sleeve and length hints (or send them if none were sent)",
+            field=f"garments[{index}]",
+        )
