@@ -194,8 +194,8 @@ def _segment(image: np.ndarray, saliency: Callable[[np.ndarray], np.ndarray] | N
     band = max(2, round(0.02 * min(h, w)))
     colour, seen, spread, dist = _colour_cut(rgb, band)
     if saliency is not None:
-        sal = _saliency_map(saliency, rgb, dist, spread)
-        mask, seen = _combine(sal, colour, seen, spread)
+        sal, second_look = _saliency_map(saliency, rgb, dist, spread)
+        mask, seen = _combine(sal, colour, seen, spread, dist, second_look)
     else:
         mask = colour
     if not mask.any():
@@ -212,9 +212,9 @@ def _segment(image: np.ndarray, saliency: Callable[[np.ndarray], np.ndarray] | N
 
 def _saliency_map(
     saliency: Saliency, rgb: np.ndarray, dist: np.ndarray, spread: float
-) -> np.ndarray:
+) -> tuple[np.ndarray, bool]:
     """The model's saliency, ``H x W``; on a plain backdrop, a second look when the model
-    saw far less than what differs from the backdrop.
+    saw far less than what differs from the backdrop (then the flag is True).
 
     A white tee on a light-grey sweep differs from it by a couple of Delta E, which a network
     trained on natural contrast does not see: it fixes on the print. Shown each pixel's
@@ -225,7 +225,7 @@ def _saliency_map(
     h, w = rgb.shape[:2]
     sal = cv2.resize(np.asarray(saliency(rgb), np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     if spread > _PLAIN_SPREAD:
-        return sal
+        return sal, False
     seen = _main_pieces(sal >= 0.5)
     differs = _main_pieces(
         cv2.morphologyEx(
@@ -233,11 +233,11 @@ def _saliency_map(
         ).astype(bool)
     )
     if differs.sum() <= 2 * seen.sum() or np.count_nonzero(differs & seen) < 0.8 * seen.sum():
-        return sal
+        return sal, False
     view = (255.0 * np.exp(-dist / _CONTRAST_SCALE)).astype(np.uint8)
     view = np.repeat(view[..., None], 3, axis=2)
     second = np.asarray(saliency(view), np.float32)
-    return cv2.resize(second, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(second, (w, h), interpolation=cv2.INTER_LINEAR), True
 
 
 def _colour_cut(rgb: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
@@ -287,7 +287,12 @@ def _main_pieces(mask: np.ndarray, share: float = 0.1) -> np.ndarray:
 
 
 def _combine(
-    sal: np.ndarray, colour: np.ndarray, seen: np.ndarray, spread: float
+    sal: np.ndarray,
+    colour: np.ndarray,
+    seen: np.ndarray,
+    spread: float,
+    dist: np.ndarray,
+    second_look: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Learned saliency where it is strong, colour edges where they are.
 
@@ -297,9 +302,8 @@ def _combine(
     edges but only on a plain backdrop, and punches holes where the garment has the
     backdrop's colour. So: the saliency decides the region (its interior is garment, far
     outside is backdrop) and, on a plain backdrop, the colour cut-out decides the outline
-    within a narrow band along the saliency's edge. Where the saliency caught only part of
-    a garment that the colour cut-out finds whole on a plain backdrop (a bold print on a
-    white tee can outshine the tee), the colour cut-out's piece is kept as well.
+    within a narrow band along the saliency's edge; where the colour cut-out holds all the
+    salient region and is at least as complete, it is taken whole (see below).
 
     Returns:
         ``(mask, seen)``: the binary mask, and the pixels whose colour was measured as
@@ -318,10 +322,28 @@ def _combine(
         return colour, seen
     if plain:
         overlap = np.count_nonzero(colour & s_bin)
-        # The colour piece contains most of the salient region but is much larger: the
-        # saliency fixed on a detail. Both together, since each saw part of the garment.
-        if overlap >= 0.8 * np.count_nonzero(s_bin) and colour.sum() > 1.5 * s_bin.sum():
-            s_bin = s_bin | colour
+        # The colour cut-out holds nearly all the salient region and is as complete: on a
+        # plain backdrop it is the exact one (it keeps the gap between two legs that the
+        # blurred saliency bridges, and its bridging and hole filling keep backdrop-white
+        # stripes and prints). It is also kept when it is much larger: the saliency fixed
+        # on a detail (a bold print on a white tee can outshine the tee).
+        # What only the saliency claims must have the backdrop's very colour for that (a
+        # faint white sleeve on white differs by a Delta E or two, the gap between legs by
+        # nothing).
+        only_salient = s_bin & ~colour
+        faint = (
+            float(np.median(dist[only_salient])) >= _FAINT_DELTA_E if only_salient.any() else False
+        )
+        # Taken whole: what only the saliency claims is backdrop-coloured and the colour
+        # cut-out adds little beyond the salient region, or the colour cut-out holds the
+        # salient region and is much larger (the saliency fixed on a detail).
+        extra = np.count_nonzero(colour & ~s_bin)
+        # (Not after a second look: that map is of a garment too faint for the colour
+        # cut-out by construction.)
+        if (not faint and not second_look and extra <= 0.15 * colour.sum()) or (
+            overlap >= 0.9 * s_bin.sum() and colour.sum() > 1.2 * s_bin.sum()
+        ):
+            return colour, seen
     r = max(2, int(0.015 * size))
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     core = cv2.erode(s_bin.astype(np.uint8), k).astype(bool)
