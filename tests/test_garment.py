@@ -255,3 +255,104 @@ def test_garment_not_found(name, image, why):
     assert err.value.reason == "GARMENT_NOT_FOUND"
     assert err.value.field == "garment"
     assert why in err.value.message, err.value.message
+
+
+# --------------------------------------------------------------------------- learned cut-out
+
+
+def test_the_shipped_saliency_model_is_verified(tmp_path):
+    from services.common.analysis import saliency
+    from services.common.errors import ConfigError
+
+    path = saliency.default_model_path()
+    assert path.name == "u2netp.onnx" and path.stat().st_size > 4_000_000
+    model = saliency.SaliencyModel(path)  # the shipped file has the pinned digest
+    out = model(draw_garment("tshirt", size=(256, 256)).image)
+    assert out.shape == (320, 320) and out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == pytest.approx(1.0)
+    corrupted = tmp_path / "u2netp.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupted.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="corrupted"):
+        saliency.SaliencyModel(corrupted)
+    with pytest.raises(ConfigError, match="missing"):
+        saliency.SaliencyModel(tmp_path / "absent.onnx")
+
+
+def _white_on_light_grey() -> tuple[np.ndarray, np.ndarray]:
+    """A white tee on a light-grey sweep, a couple of Delta E apart, with a soft fold
+    shading: the packshot that the colour cut-out alone punches full of holes."""
+    flat = draw_garment("tshirt", size=(384, 384), background="white", seed=1)
+    h, w = flat.mask.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    fold = 2.0 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
+    image = np.where(flat.mask, 252.0 + fold, 246.0)
+    rgb = np.clip(np.repeat(image[..., None], 3, axis=2), 0, 255).astype(np.uint8)
+    return rgb, flat.mask
+
+
+def test_a_white_tee_on_a_light_grey_sweep_is_cut_out_whole():
+    rgb, truth = _white_on_light_grey()
+    learned = segment_garment(rgb) >= 0.5
+    colour_only = segment_garment(rgb, saliency=None) >= 0.5
+    assert iou(learned, truth) >= 0.93
+    assert iou(learned, truth) > iou(colour_only, truth) + 0.05
+    # No holes for the shopper's body to show through.
+    assert np.array_equal(ndimage.binary_fill_holes(learned), learned)
+
+
+def test_a_hanger_hook_goes():
+    flat = draw_garment("tshirt", size=(384, 384), background="white")
+    image = flat.image.copy()
+    ys, xs = np.nonzero(flat.mask)
+    cx, top = int(np.median(xs)), int(ys.min())
+    # A hook and its neck standing above the neckline's centre, in the garment's shade.
+    import cv2
+
+    hook = np.zeros(flat.mask.shape, np.uint8)
+    cv2.line(hook, (cx, top + 12), (cx, top - 30), 1, 3)
+    cv2.ellipse(hook, (cx + 10, top - 30), (10, 10), 0, 180, 360, 1, 3)
+    hook = hook.astype(bool) & ~flat.mask
+    image[hook] = (60, 60, 60)
+    found = segment_garment(image) >= 0.5
+    assert found[hook].mean() < 0.05
+    assert iou(found, flat.mask) >= 0.95
+
+
+# --------------------------------------------------------------------------- hints, doubt
+
+
+def test_sleeve_and_length_hints_win():
+    found = analyze_garment(draw_garment("tshirt", size=SIZE).image, sleeve="long", length="long")
+    assert (found.category, found.sleeve, found.length) == ("top", "long", "long")
+    assert found.sleeve_source == "request" and found.length_source == "request"
+    assert found.category_source == "shape"
+    plain = analyze_garment(draw_garment("tshirt", size=SIZE).image)
+    assert plain.sleeve_source == "shape" and plain.sleeve == "short"
+
+
+@pytest.mark.parametrize(
+    "hints, reason",
+    [({"sleeve": "cap"}, "GARMENT_SLEEVE_INVALID"), ({"length": "midi"}, "GARMENT_LENGTH_INVALID")],
+)
+def test_unknown_hints_are_refused(hints, reason):
+    with pytest.raises(InvalidInputError) as err:
+        analyze_garment(draw_garment("tshirt", size=SIZE).image, **hints)
+    assert err.value.reason == reason and err.value.field == next(iter(hints))
+
+
+def test_an_outline_that_does_not_settle_the_category_is_refused_without_a_hint():
+    from services.tryon.flatlays import draw_boundary_shift
+
+    with pytest.raises(InvalidInputError) as err:
+        analyze_garment(draw_boundary_shift())
+    assert err.value.reason == "GARMENT_CATEGORY_UNCERTAIN" and err.value.field == "category"
+    assert "category hint" in err.value.message
+    # The hint settles it.
+    assert analyze_garment(draw_boundary_shift(), category="dress").category == "dress"
+
+
+def test_the_description_is_reported_with_its_measures():
+    found = analyze_garment(draw_garment("trousers", size=SIZE).image)
+    assert found.features["leg_split"] > 0.3 and found.features["straight_top"] > 0.75

@@ -15,7 +15,8 @@ from drape.common.v1 import common_pb2
 from drape.tryon.v1 import tryon_service_pb2 as pb
 from drape.tryon.v1 import tryon_service_pb2_grpc as pb_grpc
 from services.common.config import load_settings
-from services.tryon.flatlays import draw_garment
+from services.tryon.figures import draw_figure
+from services.tryon.flatlays import draw_boundary_shift, draw_garment
 from services.tryon.server import TryOnApp
 
 from helpers import error_details, png, serving
@@ -121,6 +122,26 @@ def test_tryon_on_a_real_photo(stub):
             lambda: request(data.astronaut(), draw_garment("trousers").image),
             "POSE_UNSUPPORTED",
             "person",
+        ),
+        (
+            # An outline on the top/dress boundary and no category hint.
+            lambda: request(data.astronaut(), draw_boundary_shift()),
+            "GARMENT_CATEGORY_UNCERTAIN",
+            "garments[0].category",
+        ),
+        (
+            # A crop top described as a dress: it would end at the ribs of a full body.
+            lambda: pb.TryOnRequest(
+                person=common_pb2.Image(data=png(draw_figure())),
+                garments=[
+                    pb.Garment(
+                        flat_lay=common_pb2.Image(data=png(draw_garment("crop_top").image)),
+                        category=pb.GARMENT_CATEGORY_DRESS,
+                    )
+                ],
+            ),
+            "GARMENT_FIT_FAILED",
+            "garments[0]",
         ),
     ],
 )

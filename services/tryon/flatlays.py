@@ -733,3 +733,23 @@ def _draw_details(layer: np.ndarray, shape: _Shape, frame: _Frame, c1: np.ndarra
         pts = frame.pts([(0.0, top), (0.0, bottom)])
         cv2.polylines(layer, [pts], False, (c1 * 0.5).tolist(), frame.lw(0.026), aa, _SHIFT)
         cv2.polylines(layer, [pts], False, tape, frame.lw(0.012), aa, _SHIFT)
+
+
+def draw_boundary_shift(color: tuple[int, int, int] = (40, 90, 160)) -> np.ndarray:
+    """A plain sleeveless shift whose outline sits on the top/dress boundary of garment
+    analysis (its height is 2.9 torso widths: a long tunic or a short dress), on a light
+    backdrop, 300 x 500: the outline cannot settle its category, so analysis without a
+    hint refuses it (tests of GARMENT_CATEGORY_UNCERTAIN).
+
+    Returns:
+        ``500 x 300 x 3`` uint8 RGB.
+    """
+    m = np.zeros((500, 300), np.uint8)
+    cv2.rectangle(m, (100, 60), (200, 350), 1, -1)
+    # Shallow armholes and a round neckline.
+    cv2.fillPoly(m, [np.array([[100, 60], [125, 60], [100, 110]])], 0)
+    cv2.fillPoly(m, [np.array([[200, 60], [175, 60], [200, 110]])], 0)
+    cv2.ellipse(m, (150, 60), (20, 18), 0, 0, 180, 0, -1)
+    image = np.full((500, 300, 3), 250, np.uint8)
+    image[m > 0] = color
+    return image

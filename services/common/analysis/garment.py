@@ -61,7 +61,7 @@ MAX_SCENE_SPREAD = 25.0
 _SEGMENT_SIDE = 1024
 # A detection at least this confident (garment_shape's 0.5..1 scale) refuses a hint that
 # contradicts it; a less certain one gives way to the hint.
-_CLEAR = 0.7
+_CLEAR = 0.65
 # Shape analysis works on crops at most this long side; landmarks are scaled back.
 _SHAPE_SIDE = 640
 # Colour-distance threshold bounds (Delta E): the floor keeps JPEG noise on a flat white
@@ -316,9 +316,9 @@ def _combine(
     ys, xs = np.nonzero(s_bin)
     size = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1
     plain = spread <= _PLAIN_SPREAD
-    if plain and not colour.any():
-        # Nothing differs from a plain backdrop: the image is blank, whatever a min-max
-        # normalised saliency map of it shows.
+    if plain and not colour.any() and (dist > _FAINT_DELTA_E).mean() < MIN_AREA_FRACTION:
+        # Nothing differs from a plain backdrop, not even faintly: the image is blank,
+        # whatever a min-max normalised saliency map of it shows.
         return colour, seen
     if plain:
         overlap = np.count_nonzero(colour & s_bin)
@@ -363,9 +363,10 @@ def _drop_hanger(mask: np.ndarray) -> np.ndarray:
 
     A hook is thin (a few per cent of the garment's width) and stands above the garment's
     top edge near its centre; a strap is thin too but runs from the body to the shoulders on
-    either side. So: what an opening with a kernel a little wider than a hook removes, and
-    what lies above every row of the opened garment's top edge, goes. Straps keep their
-    connection to the body below and ties below the hem are never above the top.
+    either side. So: what an opening with a kernel a little wider than a hook removes and
+    lies above the opened garment's top row within the central three tenths of its width
+    goes, with the thin central pixels connected to it (the hook's neck in the neck
+    opening). Straps stand off the centre, and ties below the hem are never above the top.
     """
     ys, xs = np.nonzero(mask)
     width = xs.max() - xs.min() + 1
@@ -378,23 +379,18 @@ def _drop_hanger(mask: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(body.any(axis=1))
     top = rows[0]
     thin = mask & ~body
-    above = np.zeros_like(mask)
-    above[:top] = True
-    drop = thin & above
-    if not drop.any():
-        return mask
-    # Only pieces that stand wholly above the body's top row go (a hook and its neck);
-    # thin pieces reaching into the body's rows are straps or a collar point.
-    count, labels = cv2.connectedComponents(thin.astype(np.uint8), connectivity=8)
-    out = mask.copy()
     bx = np.flatnonzero(body.any(axis=0))
     centre, half = (bx[0] + bx[-1]) / 2.0, (bx[-1] - bx[0] + 1) / 2.0
-    for i in range(1, count):
-        piece = labels == i
-        py = np.flatnonzero(piece.any(axis=1))
-        px = np.flatnonzero(piece.any(axis=0))
-        if py[-1] <= top + r and abs((px[0] + px[-1]) / 2.0 - centre) < 0.3 * half:
-            out &= ~piece
+    central = np.zeros_like(mask)
+    central[:, max(0, int(centre - 0.3 * half)) : int(centre + 0.3 * half) + 1] = True
+    # Thin fabric above the garment's body near its centre is a hook; what hangs from it
+    # down into the neck opening (its neck, thin and central too) goes with it.
+    seed = thin & central
+    seed[top:] = False
+    if not seed.any():
+        return mask
+    drop = ndimage.binary_propagation(seed, mask=thin & central)
+    out = mask & ~drop
     return _main_pieces(out)
 
 

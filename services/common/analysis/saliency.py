@@ -77,6 +77,8 @@ class SaliencyModel:
         import onnxruntime as ort
 
         self.path = Path(path) if path is not None else default_model_path()
+        if not self.path.is_file():
+            raise ConfigError(SETTING, f"{self.path} is missing (expected U²-Net-p ONNX)")
         data = self.path.read_bytes()
         if sha256 is not None:
             actual = hashlib.sha256(data).hexdigest()
