@@ -44,7 +44,9 @@ def body_lines(pa: P.PersonAnalysis) -> tuple[float, float, float]:
     lm = pa.landmarks
     shoulder_y = float((lm[P.L_SHOULDER, 1] + lm[P.R_SHOULDER, 1]) / 2)
     hip_y = float((lm[P.L_HIP, 1] + lm[P.R_HIP, 1]) / 2)
-    centre_x = float((lm[P.L_SHOULDER, 0] + lm[P.R_SHOULDER, 0] + lm[P.L_HIP, 0] + lm[P.R_HIP, 0]) / 4)
+    centre_x = float(
+        (lm[P.L_SHOULDER, 0] + lm[P.R_SHOULDER, 0] + lm[P.L_HIP, 0] + lm[P.R_HIP, 0]) / 4
+    )
     return shoulder_y, hip_y, centre_x
 
 
