@@ -127,9 +127,9 @@ def _skin_fill(
       faces are lit and made up differently from limbs), weighted towards the skin nearest
       each pixel (normalised convolution, a shoulder width wide) so a forearm continues the
       hand beside it and a neckline the neck above it.
-    * Texture: the fine luminance detail (pores, hairs, sensor grain) of a patch of real
-      skin, mirror-tiled over the region, as a relative modulation: a flat fill reads as
-      paint next to real skin.
+    * Texture: fine luminance grain as strong as that of the person's visible skin (pores,
+      hairs, sensor grain), as a relative modulation: a flat fill reads as paint next to
+      real skin.
     * Shading: the fall-off of a cylinder across each limb (Lambertian: brightness ~ cos of
       the angle to the surface normal) so an arm reads as round, times the photo's light
       where the old clothes were at a coarse scale (their folds are left out: skin does not
@@ -194,8 +194,15 @@ def _local_tone(
 
 
 def _skin_texture(img: np.ndarray, src: np.ndarray, shape: tuple[int, int], sw: float):
-    """A ``shape`` field around 1: the relative fine luminance detail of the largest square
-    patch of visible skin, mirror-tiled. All ones when no patch of at least 8 px shows."""
+    """A ``shape`` field around 1: fine relative luminance grain with the strength and
+    grain size measured on the largest patch of visible skin. All ones when no patch of at
+    least 8 px shows.
+
+    The grain is synthesised (seeded noise blurred to the skin's grain size, scaled to the
+    detail's standard deviation), not copied: a copied patch repeated over a limb is a
+    visible wallpaper, and a patch of a small skin area (a face) carries features (lashes,
+    lips) that must not be repeated at all.
+    """
     ones = np.ones(shape, np.float32)
     if src.sum() < 64:
         return ones
@@ -205,16 +212,19 @@ def _skin_texture(img: np.ndarray, src: np.ndarray, shape: tuple[int, int], sw: 
         return ones
     cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
     patch = img[max(0, cy - r + 1) : cy + r, max(0, cx - r + 1) : cx + r].mean(axis=-1)
-    # Relative detail finer than about 1 % of the shoulder width (pores, fine hair, grain),
-    # clipped so a mole or a specular glint is not repeated as a pattern.
-    base = cv2.GaussianBlur(patch, (0, 0), max(1.5, 0.012 * sw))
-    detail = np.clip(patch / np.maximum(base, 1.0), 0.9, 1.1).astype(np.float32)
-    ph, pw = detail.shape
-    reps = (shape[0] // ph + 2, shape[1] // pw + 2)
-    # Mirror tiling (the patch, then its flips) has no seams where the tiles meet.
-    tile = np.block([[detail, detail[:, ::-1]], [detail[::-1], detail[::-1, ::-1]]])
-    big = np.tile(tile, ((reps[0] + 1) // 2, (reps[1] + 1) // 2))
-    return big[: shape[0], : shape[1]].astype(np.float32)
+    # Relative detail finer than about 1 % of the shoulder width (pores, fine hair, grain);
+    # a robust spread (MAD), so that a mole or a glint in the patch does not set it, at
+    # most 2 % (smooth skin in a sharp photo; beyond it grain reads as sand).
+    grain = max(1.5, 0.012 * sw)
+    base = cv2.GaussianBlur(patch, (0, 0), grain)
+    detail = patch / np.maximum(base, 1.0) - 1.0
+    strength = float(np.clip(1.4826 * np.median(np.abs(detail - np.median(detail))), 0.0, 0.02))
+    if strength <= 1e-4:
+        return ones
+    rng = np.random.default_rng(shape[0] * 7919 + shape[1])
+    noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 0.7)
+    noise /= max(float(noise.std()), 1e-6)
+    return (1.0 + strength * noise).astype(np.float32)
 
 
 def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> np.ndarray:

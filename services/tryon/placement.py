@@ -9,8 +9,8 @@ warped garment and the pose, so it catches such a still whatever went wrong befo
 * **band**: nearly all of a garment's body panel lies in its category's vertical band: a
   top from a little above the shoulders to the upper thighs, a bottom from a little above
   the waist down, a dress from the shoulders down;
-* **reach**: the panel covers the body where its category always does, at the body's
-  centre line: a top the chest, a bottom the hips, a dress both the chest and the upper
+* **reach**: the panel covers the body where its category always does, across the middle
+  of the body: a top the chest, a bottom the hips, a dress both the chest and the upper
   thighs (a crop top dressed as a dress ends at the ribs).
 
 Rows out of the photo's frame (a half-body photo) are not asked for.
@@ -83,16 +83,21 @@ def placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray) -> dict[st
         "bottom": {"hips": hip_y},
         "dress": {"chest": shoulder_y + _CHEST * torso, "thigh": hip_y + _THIGH * torso},
     }[category]
-    # A short run of rows and columns around the centre line: a print or a slit (the gap of
-    # a skirt's legs is not at the centre line above the thigh) must not decide it alone.
-    half = max(2, int(0.04 * torso))
-    xi = int(np.clip(round(cx), 0, w - 1))
+    # A short run of rows across the middle of the body there, not one point: a deep
+    # neckline or a print must not decide it alone.
+    lm = pa.landmarks
+    shoulders = abs(float(lm[P.L_SHOULDER, 0] - lm[P.R_SHOULDER, 0]))
+    hips = abs(float(lm[P.L_HIP, 0] - lm[P.R_HIP, 0]))
+    spans = {"chest": 0.6 * shoulders, "hips": 0.8 * hips, "thigh": 0.8 * hips}
+    rows_half = max(2, int(0.04 * torso))
     for name, y in places.items():
         yi = int(round(y))
         if yi < 0 or yi >= h:
             out[name] = float("nan")
             continue
-        patch = panel[max(0, yi - half) : yi + half + 1, max(0, xi - half) : xi + half + 1]
+        half = max(2, int(spans[name] / 2))
+        x0, x1 = max(0, int(cx) - half), min(w, int(cx) + half + 1)
+        patch = panel[max(0, yi - rows_half) : yi + rows_half + 1, x0:x1]
         out[name] = float(patch.mean())
     return out
 
