@@ -134,3 +134,13 @@ def test_make_proto_check_entry_point():
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_generation_leaves_byte_code_folders_alone(tmp_path):
+    # `make proto` generates in place, where Python has left __pycache__ folders: they are
+    # no packages, and an __init__.py there would make the freshness check fail.
+    cache = tmp_path / "drape" / "common" / "v1" / "__pycache__"
+    cache.mkdir(parents=True)
+    protogen.generate(tmp_path)
+    assert (tmp_path / "drape" / "common" / "v1" / "__init__.py").exists()
+    assert not (cache / "__init__.py").exists()
