@@ -356,3 +356,22 @@ def test_an_outline_that_does_not_settle_the_category_is_refused_without_a_hint(
 def test_the_description_is_reported_with_its_measures():
     found = analyze_garment(draw_garment("trousers", size=SIZE).image)
     assert found.features["leg_split"] > 0.3 and found.features["straight_top"] > 0.75
+
+
+def test_a_corrupted_cut_out_model_stops_try_on_start_up(tmp_path, monkeypatch):
+    from services.common.analysis import saliency
+    from services.common.config import load_settings
+    from services.common.errors import ConfigError
+    from services.tryon.server import TryOnApp
+
+    bad = tmp_path / "u2netp.onnx"
+    bad.write_bytes(saliency.default_model_path().read_bytes()[:-1] + b"\0")
+    monkeypatch.setenv("DRAPE_SALIENCY_MODEL", str(bad))
+    saliency.default_model.cache_clear()
+    try:
+        app = TryOnApp(load_settings(env={}, metrics_port=-1, grpc_address="127.0.0.1:0"))
+        with pytest.raises(ConfigError, match="corrupted"):
+            app.load()
+    finally:
+        monkeypatch.delenv("DRAPE_SALIENCY_MODEL")
+        saliency.default_model.cache_clear()

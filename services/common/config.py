@@ -292,8 +292,9 @@ class Settings:
     garment_segmenter: Literal["classical", "sam"] = setting(
         "classical",
         env="DRAPE_GARMENT_SEGMENTER",
-        help="garment cut-out: classical (plain backdrops, no weights) or sam (Segment "
-        "Anything prompted by the classical cut-out; busy backdrops; needs DRAPE_GARMENT_SAM_MODEL)",
+        help="garment cut-out: classical (the shipped U²-Net-p saliency with colour edges; no "
+        "operator weights) or sam (Segment Anything prompted by the classical cut-out; needs "
+        "DRAPE_GARMENT_SAM_MODEL)",
     )
     garment_sam_model: str = setting(
         "sam-vit-b/1",

@@ -15,6 +15,7 @@ from drape.common.v1 import common_pb2
 from drape.tryon.v1 import tryon_service_pb2 as pb
 from drape.tryon.v1 import tryon_service_pb2_grpc as pb_grpc
 from services.common.analysis import person as P
+from services.common.analysis.saliency import default_model as default_saliency
 from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.interceptors import cancel_token
@@ -276,6 +277,9 @@ class TryOnApp(ServiceApp):
                     "DRAPE_TRYON_REQUEST_BACKENDS", f"unknown try-on backend {name!r}"
                 )
         self.registry = R.registry_from_settings(self.settings)
+        # The learned garment cut-out: a missing or corrupted model file (its SHA-256 is
+        # checked) stops start-up here and health stays NOT_SERVING.
+        default_saliency()
         self.pipeline = TryOnPipeline(
             P.PersonAnalyzer(), refine_fn=make_refine_fn(), segmenter=load_segmenter(self.settings)
         )
