@@ -9,6 +9,7 @@ import threading
 import time
 
 import grpc
+from google.rpc import error_details_pb2
 import numpy as np
 import pytest
 from PIL import Image
@@ -98,7 +99,9 @@ def test_clip_of_a_real_photo(stub):
     op2 = stub.StartClip(
         pb.StartClipRequest(
             still=common_pb2.Image(data=ASTRONAUT),
-            template_name="arms-open",
+            # (Not arms-open: it moves only the arms, which this photo cuts off at the
+            # forearms, and is refused with MOTION_NOT_SUPPORTED_BY_PHOTO.)
+            template_name="idle-sway-upper",
             fps=20,
             width=320,
             height=480,
@@ -114,11 +117,26 @@ def test_clip_of_a_real_photo(stub):
     assert not r2.preview.data and r2.preview_format == pb.PREVIEW_FORMAT_NONE
 
 
+def test_a_motion_the_photo_cannot_show_is_refused(stub):
+    op = stub.StartClip(
+        pb.StartClipRequest(
+            still=common_pb2.Image(data=ASTRONAUT), template_name="arms-open", fps=10,
+            width=320, height=480, duration_seconds=0.5,
+        ),  # fmt: skip
+        timeout=30,
+    )
+    final = finish(stub, op)[-1].operation
+    assert final.state == S.OPERATION_STATE_FAILED
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in final.error.details)
+    assert info.reason == "MOTION_NOT_SUPPORTED_BY_PHOTO" and "arm" in final.error.message
+
+
 def test_cancel_stops_the_work(stub):
     op = stub.StartClip(
         pb.StartClipRequest(
             still=common_pb2.Image(data=ASTRONAUT),
-            template_name="arms-open",
+            template_name="upper-gestures",
             fps=30,
             width=512,
             height=512,
