@@ -375,3 +375,22 @@ def test_a_corrupted_cut_out_model_stops_try_on_start_up(tmp_path, monkeypatch):
     finally:
         monkeypatch.delenv("DRAPE_SALIENCY_MODEL")
         saliency.default_model.cache_clear()
+
+
+def test_the_learned_model_runs_only_where_the_colour_cut_out_is_unsure():
+    from services.common.analysis import saliency
+
+    calls = []
+
+    def counting(rgb):
+        calls.append(rgb.shape)
+        return saliency.default_model()(rgb)
+
+    # A crisp garment on a clean studio white: the colour cut-out is certain on its own.
+    crisp = draw_garment("tshirt", size=SIZE, background="white").image
+    assert iou(segment_garment(crisp, saliency=counting) >= 0.5, segment_garment(crisp) >= 0.5) == 1
+    assert calls == []
+    # A white tee on a light-grey sweep: it is not, and the model runs.
+    rgb, truth = _white_on_light_grey()
+    assert iou(segment_garment(rgb, saliency=counting) >= 0.5, truth) >= 0.93
+    assert len(calls) >= 1
