@@ -152,8 +152,8 @@ def _skin_fill(
     sl = np.s_[y0:y1, x0:x1]
     tone = _local_tone(img, src, sl, tone_global, sw)
 
-    round_ = _limb_roundness(pa, (h, w), sw)[sl]
-    light = cv2.GaussianBlur(shading[sl], (0, 0), max(2.0, 0.06 * sw))
+    round_ = _limb_roundness(pa, (h, w), sw, (y0, x0, y1, x1))
+    light = _smooth(shading[sl], max(2.0, 0.06 * sw))
     texture = _skin_texture(img, src, (y1 - y0, x1 - x0), sw)
     out = tone * (light * round_ * texture)[..., None]
     return out[region[sl]]
@@ -185,8 +185,8 @@ def _local_tone(
     wgt = cv2.resize(win_src, small, interpolation=cv2.INTER_AREA)
     col = cv2.resize(img[sl] * win_src[..., None], small, interpolation=cv2.INTER_AREA)
     sigma = max(1.0, 0.5 * sw / k)
-    wb = cv2.GaussianBlur(wgt, (0, 0), sigma)
-    cb = cv2.GaussianBlur(col, (0, 0), sigma)
+    wb = _smooth(wgt, sigma)
+    cb = _smooth(col, sigma)
     # A prior of the global tone worth a little skin: weak support falls back to it.
     prior = 0.02
     tone = (cb + prior * tone_global) / (wb + prior)[..., None]
@@ -227,10 +227,32 @@ def _skin_texture(img: np.ndarray, src: np.ndarray, shape: tuple[int, int], sw: 
     return (1.0 + strength * noise).astype(np.float32)
 
 
-def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> np.ndarray:
-    """Cylinder fall-off across each upper arm, forearm, thigh and shin (1 off the limbs)."""
+def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of ``sigma`` px; a wide one runs on a copy reduced by k (a Gaussian
+    of sigma s at 1/k scale is one of sigma k*s at full scale) and comes back up
+    bilinearly: with sigma at least 4 k the result is smooth over k px, so the bilinear
+    step adds under a percent of error, at a fraction of the cost of wide kernels."""
+    k = int(np.clip(sigma // 4, 1, 8))
+    hh, ww = img.shape[:2]
+    if k == 1 or min(hh, ww) < 4 * k:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    small = cv2.resize(img, (max(1, ww // k), max(1, hh // k)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / k)
+    return cv2.resize(small, (ww, hh), interpolation=cv2.INTER_LINEAR)
+
+
+def _limb_roundness(
+    pa: P.PersonAnalysis,
+    size: tuple[int, int],
+    sw: float,
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Cylinder fall-off across each upper arm, forearm, thigh and shin (1 off the limbs),
+    over ``window`` ``(y0, x0, y1, x1)`` of the frame (all of it by default): only the
+    window is ever used, so only it is computed."""
     h, w = size
-    round_ = np.ones((h, w), np.float32)
+    oy, ox, h, w = window if window is not None else (0, 0, h, w)
+    round_ = np.ones((h - oy, w - ox), np.float32)
     for bones, radius in (
         (((P.R_SHOULDER, P.R_ELBOW), (P.L_SHOULDER, P.L_ELBOW)), 0.17 * sw),
         (((P.R_ELBOW, P.R_WRIST), (P.L_ELBOW, P.L_WRIST)), 0.14 * sw),
@@ -241,11 +263,11 @@ def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> n
             a, b = pa.point(a_i), pa.point(b_i)
             reach = 1.6 * radius  # the rim's ease-back below
             x0, x1 = (
-                int(max(0, min(a[0], b[0]) - reach)),
+                int(max(ox, min(a[0], b[0]) - reach)),
                 int(min(w, max(a[0], b[0]) + reach + 1)),
             )
             y0, y1 = (
-                int(max(0, min(a[1], b[1]) - reach)),
+                int(max(oy, min(a[1], b[1]) - reach)),
                 int(min(h, max(a[1], b[1]) + reach + 1)),
             )
             if x1 <= x0 or y1 <= y0:
@@ -259,7 +281,8 @@ def _limb_roundness(pa: P.PersonAnalysis, size: tuple[int, int], sw: float) -> n
             # to 1 instead of jumping: a jump draws the capsule's outline on the skin.
             rim = 0.72 + 0.28 * np.clip((dist - 1.0) / 0.6, 0.0, 1.0)
             shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, rim).astype(np.float32)
-            round_[y0:y1, x0:x1] = np.minimum(round_[y0:y1, x0:x1], shade)
+            win = round_[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+            np.minimum(win, shade, out=win)
     return round_
 
 
@@ -363,12 +386,23 @@ def composite(
         # Seeded only from outside the old clothes: what they hid must not bleed back in.
         base[rest] = _fill_background(base, rest | old, sw)[rest]
 
-    garment = colour * shade[..., None]
-    out = garment * alpha[..., None] + base * (1 - alpha[..., None])
+    # Outside the garment and the cleared pixels the result is the photo itself (alpha 0,
+    # base = photo): the float maths runs only in their box.
+    image = photo.copy()
+    box = _box((alpha > 0) | cleared)
+    if box is not None:
+        sl = np.s_[box[0] : box[1], box[2] : box[3]]
+        a = alpha[sl][..., None]
+        out = colour[sl] * shade[sl][..., None]
+        out *= a
+        out += base[sl] * (1 - a)
+        out += 0.5
+        np.clip(out, 0, 255, out=out)
+        image[sl] = out.astype(np.uint8)
     # Exactly the photo where something is in front.
-    out[protect] = photo[protect]
+    image[protect] = photo[protect]
     return CompositeResult(
-        image=np.clip(out + 0.5, 0, 255).astype(np.uint8),
+        image=image,
         garment_alpha=alpha,
         protect=protect,
         cleared=cleared,
