@@ -115,9 +115,9 @@ def warp_part(
     inverse = ThinPlateSpline(dst_pts, src_pts, smoothing)
     # Only evaluate where the part can land: the box of the forward-mapped part outline.
     forward = ThinPlateSpline(src_pts, dst_pts, smoothing)
-    ys, xs = np.nonzero(part_mask > 0.02)
     empty = np.zeros((h_out, w_out), np.float32)
-    if len(xs) == 0:
+    src_box = _support_box(part_mask)
+    if src_box is None:
         return WarpedPart(
             np.zeros((h_out, w_out, 3), np.float32), empty, empty.copy(), empty.copy()
         )
@@ -147,20 +147,51 @@ def warp_part(
     fine_y = cv2.warpAffine(coarse_y, scale, (bw, bh), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     map_x[y0:y1, x0:x1] = fine_x
     map_y[y0:y1, x0:x1] = fine_y
-    premult = rgba[..., :3].astype(np.float32) * part_mask[..., None]
-    src_img = np.dstack([premult, part_mask.astype(np.float32)])
+    # Sample only the part's own box of the cut-out (one pixel of zero coverage around it,
+    # so bilinear taps across its rim read the same zeros as the full cut-out would):
+    # premultiplied colour and coverage in one 4-channel float32 image, no full-size copy.
+    sy0, sy1, sx0, sx1 = src_box
+    m = np.asarray(part_mask[sy0:sy1, sx0:sx1], np.float32)
+    src_img = np.empty((sy1 - sy0, sx1 - sx0, 4), np.float32)
+    np.multiply(rgba[sy0:sy1, sx0:sx1, :3], m[..., None], out=src_img[..., :3], casting="unsafe")
+    src_img[..., 3] = m
     out = cv2.remap(
-        src_img, fine_x, fine_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        src_img,
+        fine_x - np.float32(sx0),
+        fine_y - np.float32(sy0),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
     alpha = np.zeros((h_out, w_out), np.float32)
     rgb = np.zeros((h_out, w_out, 3), np.float32)
     a = np.clip(out[..., 3], 0, 1)
     alpha[y0:y1, x0:x1] = a
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rgb[y0:y1, x0:x1] = np.where(
-            a[..., None] > 1e-4, out[..., :3] / np.maximum(a[..., None], 1e-4), 0
-        )
+    # Straight colour where there is coverage, 0 elsewhere (``rgb`` starts at 0).
+    np.divide(
+        out[..., :3],
+        np.maximum(a, 1e-4)[..., None],
+        out=rgb[y0:y1, x0:x1],
+        where=a[..., None] > 1e-4,
+    )
     return WarpedPart(rgb, alpha, map_x, map_y)
+
+
+def _support_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` of the pixels of ``mask`` above 0.02 (None when there are
+    none), grown to take in every non-zero pixel plus a one-pixel rim of zeros."""
+    if not (mask > 0.02).any():
+        return None
+    nz = mask > 0
+    rows = np.flatnonzero(nz.any(axis=1))
+    cols = np.flatnonzero(nz.any(axis=0))
+    h, w = mask.shape
+    return (
+        max(0, int(rows[0]) - 1),
+        min(h, int(rows[-1]) + 2),
+        max(0, int(cols[0]) - 1),
+        min(w, int(cols[-1]) + 2),
+    )
 
 
 def _outline_samples(mask: np.ndarray, n: int = 200) -> np.ndarray:
