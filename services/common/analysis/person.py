@@ -488,11 +488,21 @@ def _mahalanobis(
     into a plain Euclidean norm, in float32."""
     out = np.full(lab.shape[:2], np.inf, np.float32)
     sel = np.ones(lab.shape[:2], bool) if where is None else where
-    if not sel.any():
+    rows = np.flatnonzero(sel.any(axis=1))
+    if rows.size == 0:
         return out
-    white = np.linalg.cholesky(inv).astype(np.float32)  # inv = L L^T, so d^T inv d = |L^T d|^2
-    d = lab[sel].astype(np.float32) - mean.astype(np.float32)
-    out[sel] = np.sqrt(np.square(d @ white).sum(axis=1))
+    cols = np.flatnonzero(sel[rows[0] : rows[-1] + 1].any(axis=0))
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    white = np.linalg.cholesky(inv)  # inv = L L^T, so d^T inv d = |L^T d|^2
+    # Dense over the box of ``where`` with OpenCV's per-pixel affine transform: gathering
+    # and scattering the selected pixels with NumPy cost more than the maths itself.
+    # L^T (x - mean) = L^T x - L^T mean: one 3 x 4 matrix.
+    affine = np.hstack([white.T, -(white.T @ mean)[:, None]]).astype(np.float32)
+    sub = np.ascontiguousarray(lab[box], dtype=np.float32)
+    z = cv2.transform(sub, affine)
+    np.multiply(z, z, out=z)
+    d2 = cv2.transform(z, np.ones((1, 3), np.float32))
+    out[box] = np.where(sel[box], np.sqrt(d2.reshape(d2.shape[:2])), np.inf)
     return out
 
 
