@@ -87,6 +87,14 @@ class Settings:
         min=1,
         max=1024,
     )
+    opencv_threads: int = setting(
+        1,
+        env="DRAPE_OPENCV_THREADS",
+        help="OpenCV worker threads of a try-on process (0: OpenCV's default, one per core); "
+        "calls already run side by side, so more threads per call oversubscribe the cores",
+        min=0,
+        max=256,
+    )
     drain_delay_seconds: float = setting(
         1.0,
         env="DRAPE_DRAIN_DELAY_SECONDS",
@@ -205,6 +213,14 @@ class Settings:
     # --- neural backends (GPU deployments; weights from DRAPE_MODEL_DIR, see README) ---
     tryon_backend: Literal["geometric", "diffusion"] = setting(
         "geometric", env="DRAPE_TRYON_BACKEND", help="try-on backend of requests that name none"
+    )
+    tryon_person_cache_size: int = setting(
+        8,
+        env="DRAPE_TRYON_PERSON_CACHE_SIZE",
+        help="person analyses of recent photos kept per try-on process (a shopper tries "
+        "several garments on one photo); 0: none",
+        min=0,
+        max=1024,
     )
     tryon_request_backends: tuple[str, ...] = setting(
         (),

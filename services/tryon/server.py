@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
+import cv2
 import grpc
 import numpy as np
 
@@ -24,6 +25,7 @@ from services.common.server import ServiceApp
 from services.tryon import geometric
 from services.tryon import hints as H
 from services.tryon import registry as R
+from services.tryon.person_cache import CachedPersonAnalyzer
 from services.tryon.pipeline import GarmentInput, TryOnOptions, TryOnPipeline, check_garments
 
 log = logging.getLogger("drape.tryon")
@@ -280,8 +282,16 @@ class TryOnApp(ServiceApp):
         # The learned garment cut-out: a missing or corrupted model file (its SHA-256 is
         # checked) stops start-up here and health stays NOT_SERVING.
         default_saliency()
+        # Calls already run side by side (up to max_concurrent_rpcs, about one per core):
+        # OpenCV's own pool on top of them oversubscribes the cores and lowers throughput.
+        if self.settings.opencv_threads > 0:
+            cv2.setNumThreads(self.settings.opencv_threads)
+        # The same photo with another garment skips the person analysis (see person_cache).
+        analyzer = CachedPersonAnalyzer(
+            P.PersonAnalyzer(), size=self.settings.tryon_person_cache_size
+        )
         self.pipeline = TryOnPipeline(
-            P.PersonAnalyzer(), refine_fn=make_refine_fn(), segmenter=load_segmenter(self.settings)
+            analyzer, refine_fn=make_refine_fn(), segmenter=load_segmenter(self.settings)
         )
         if "diffusion" in self.request_backends:
             # A missing or corrupted model directory raises here: health stays NOT_SERVING.
