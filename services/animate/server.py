@@ -7,6 +7,7 @@ its watch/get/cancel; ExtractMotion and ListMotions are plain calls.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -27,6 +28,16 @@ from services.common.interceptors import cancel_token
 from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.operations import OperationManager
 from services.common.server import ServiceApp
+from services.common.validation import (
+    BACKEND_MAX,
+    DESCRIPTION_MAX,
+    MIME_TYPE_MAX,
+    NAME_MAX,
+    OPERATION_ID_MAX,
+    check_enum,
+    check_length,
+    shown,
+)
 from services.common.video import VideoLimits, decode_video
 
 VIDEO_MAX_SIDE = 640  # motion extraction needs no more than this
@@ -53,6 +64,66 @@ _PREVIEW_ENUM = {
     "gif": pb.PREVIEW_FORMAT_GIF,
     None: pb.PREVIEW_FORMAT_NONE,
 }
+
+
+# A template name as sent (services.animate.motions.NAME_RE), matched whole: "$" alone
+# would also pass a name with a trailing newline.
+_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+def check_name(name: str, field: str) -> str:
+    """A motion template name a caller sends (empty allowed: the server picks one).
+
+    Raises:
+        InvalidInputError: FIELD_TOO_LONG, NAME_INVALID naming ``field``.
+    """
+    check_length(name, field, NAME_MAX)
+    if name and not _NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            "NAME_INVALID",
+            f"{field} must be 1-64 of a-z, 0-9, '-', '_', got {shown(name)}",
+            field=field,
+        )
+    return name
+
+
+def check_operation_id(request) -> str:
+    """An OperationRef's id, bounded before any lookup.
+
+    Raises:
+        InvalidInputError: FIELD_TOO_LONG.
+    """
+    return check_length(request.operation_id, "operation_id", OPERATION_ID_MAX)
+
+
+def validate_start(request: pb.StartClipRequest) -> None:
+    """Bounds and enums of a StartClip request, before anything else reads it.
+
+    Raises:
+        InvalidInputError: FIELD_TOO_LONG, NAME_INVALID, OPTION_OUT_OF_RANGE.
+    """
+    check_length(request.backend, "backend", BACKEND_MAX)
+    check_length(request.template_name, "template_name", NAME_MAX)
+    if request.HasField("motion_template"):
+        t = request.motion_template
+        check_name(t.name, "motion_template.name")
+        check_length(t.description, "motion_template.description", DESCRIPTION_MAX)
+        check_enum(t.framing, pb.MotionFraming, "motion_template.framing")
+    check_length(request.motion_video.mime_type, "motion_video.mime_type", MIME_TYPE_MAX)
+    check_enum(request.output.preview_format, pb.PreviewFormat, "output.preview_format")
+    check_enum(request.output.poster_format, common_pb2.ImageFormat, "output.poster_format")
+
+
+def validate_extract(request: pb.ExtractMotionRequest) -> None:
+    """Bounds and enums of an ExtractMotion request.
+
+    Raises:
+        InvalidInputError: FIELD_TOO_LONG, NAME_INVALID, OPTION_OUT_OF_RANGE.
+    """
+    check_name(request.name, "name")
+    check_length(request.description, "description", DESCRIPTION_MAX)
+    check_length(request.video.mime_type, "video.mime_type", MIME_TYPE_MAX)
+    check_enum(request.framing, pb.MotionFraming, "framing")
 
 
 def motion_from_proto(t: pb.MotionTemplate, field: str = "motion_template") -> Motion:
@@ -142,6 +213,7 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
 
     def StartClip(self, request, context):  # noqa: N802 - gRPC method name
         app, s = self.app, self.app.settings
+        validate_start(request)
         kind = request.WhichOneof("motion")
         if kind is None:
             raise InvalidInputError(
@@ -175,10 +247,9 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
             fps=request.fps, width=request.width, height=request.height,
             duration=request.duration_seconds, loop=request.loop, start_pose=start,
             contact_shadow=request.background.contact_shadow,
-            preview=_PREVIEW.get(out.preview_format, "webp"),
+            preview=_PREVIEW[out.preview_format],
             preview_max_side=out.preview_max_side or 480, poster=out.poster_frame,
-            poster_format=FORMAT_NAMES.get(out.poster_format, "JPEG")
-            if out.poster_format else "JPEG",
+            poster_format=FORMAT_NAMES[out.poster_format] if out.poster_format else "JPEG",
             max_side=s.animate_max_side, max_fps=s.animate_max_fps,
         )  # fmt: skip
         check_options(options, s.animate_max_seconds)
@@ -219,6 +290,7 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
         )
 
     def WatchClip(self, request, context):  # noqa: N802
+        check_operation_id(request)
         token = cancel_token(context)
         for op, result in self.app.operations.watch(request.operation_id, token=token):
             msg = pb.WatchClipResponse(operation=op)
@@ -227,6 +299,7 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
             yield msg
 
     def GetClip(self, request, context):  # noqa: N802
+        check_operation_id(request)
         op, result = self.app.operations.get(request.operation_id)
         resp = pb.GetClipResponse(meta=response_meta(), operation=op)
         if result is not None:
@@ -234,15 +307,13 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
         return resp
 
     def CancelClip(self, request, context):  # noqa: N802
+        check_operation_id(request)
         return self.app.operations.cancel(request.operation_id)
 
     # ------------------------------------------------------------------ motions
 
     def ListMotions(self, request, context):  # noqa: N802
-        if request.framing not in _FRAMING:
-            raise InvalidInputError(
-                "OPTION_OUT_OF_RANGE", f"unknown framing {request.framing}", field="framing"
-            )
+        check_enum(request.framing, pb.MotionFraming, "framing")
         t0 = time.perf_counter()
         motions = self.app.library.list(_FRAMING[request.framing])
         return pb.ListMotionsResponse(
@@ -252,10 +323,7 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
 
     def ExtractMotion(self, request, context):  # noqa: N802
         app = self.app
-        if request.framing not in _FRAMING:
-            raise InvalidInputError(
-                "OPTION_OUT_OF_RANGE", f"unknown framing {request.framing}", field="framing"
-            )
+        validate_extract(request)
         t0 = time.perf_counter()
         video = decode_video(
             request.video.data, app.video_limits, field="video.data", max_side=VIDEO_MAX_SIDE

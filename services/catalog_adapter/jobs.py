@@ -23,6 +23,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 
 from google.protobuf import timestamp_pb2
 
@@ -35,12 +36,20 @@ from services.catalog_adapter.store import AssetStore, check_segment
 from services.common.context import CancelToken, validate_tag
 from services.common.errors import DrapeError, InvalidInputError
 from services.common.media import FORMAT_NAMES
+from services.common.validation import shown
 
 log = logging.getLogger("drape.catalog")
 
 ADAPTER_VERSION = f"catalog/{common.__version__}"
 REFERENCE_SCHEMES = ("file://", "s3://", "http://", "https://")
 MAX_GARMENTS = 2
+# Bounds of an event's strings (documented in proto/drape/catalog/v1/events.proto); every
+# pattern is matched whole (fullmatch), so a trailing newline never passes.
+_EVENT_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # as a request_id: printable, no spaces
+_MOTION_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")  # as a motion template name
+URI_MAX = 2048
+PRODUCT_TYPE_MAX = 128
+MAX_REPORTED = 16  # problems an INVALID_EVENT lists
 
 
 def content_hash(*parts: bytes | str | int) -> str:
@@ -60,8 +69,8 @@ def validate_event(ev: ev_pb.ProductUpserted) -> None:
         InvalidInputError: INVALID_EVENT listing every bad field (the first one in ``field``).
     """
     bad: list[tuple[str, str]] = []
-    if not ev.event_id or len(ev.event_id) > 128:
-        bad.append(("event_id", "required, at most 128 characters"))
+    if not _EVENT_ID_RE.fullmatch(ev.event_id):
+        bad.append(("event_id", "required, 1-128 printable ASCII characters without spaces"))
     for name in ("merchant_id", "sku"):
         try:
             check_segment(getattr(ev, name), name)
@@ -72,18 +81,30 @@ def validate_event(ev: ev_pb.ProductUpserted) -> None:
     elif len(ev.garments) > MAX_GARMENTS:
         bad.append(("garments", f"at most {MAX_GARMENTS} garments (a top and a bottom)"))
     for i, g in enumerate(ev.garments):
-        if not g.image_uri.startswith(REFERENCE_SCHEMES):
+        if len(g.image_uri) > URI_MAX:
+            bad.append((f"garments[{i}].image_uri", f"at most {URI_MAX} characters"))
+        elif not g.image_uri.startswith(REFERENCE_SCHEMES):
             bad.append(
                 (
                     f"garments[{i}].image_uri",
                     f"must start with one of {', '.join(REFERENCE_SCHEMES)}",
                 )
             )
+        if len(g.product_type) > PRODUCT_TYPE_MAX:
+            bad.append((f"garments[{i}].product_type", f"at most {PRODUCT_TYPE_MAX} characters"))
+            continue
         try:
             garment_hints(g, f"garments[{i}].")
         except InvalidInputError as exc:
             bad.append((exc.field, exc.message))
     d = ev.deliverables
+    if d.motion_template and not _MOTION_NAME_RE.fullmatch(d.motion_template):
+        bad.append(
+            (
+                "deliverables.motion_template",
+                f"1-64 of a-z, 0-9, '-', '_', got {shown(d.motion_template)}",
+            )
+        )
     if not (d.stills or d.clips):
         bad.append(("deliverables", "ask for stills, clips or both"))
     if d.still_format not in FORMAT_NAMES:
@@ -99,11 +120,13 @@ def validate_event(ev: ev_pb.ProductUpserted) -> None:
         except InvalidInputError as exc:
             bad.append((f"experiment.{name}", exc.message))
     if bad:
+        # An event with thousands of bad garments must not make a dead letter of megabytes.
+        more = f"; and {len(bad) - MAX_REPORTED} more" if len(bad) > MAX_REPORTED else ""
         raise InvalidInputError(
             "INVALID_EVENT",
-            "; ".join(f"{f}: {m}" for f, m in bad),
+            "; ".join(f"{f}: {m}" for f, m in bad[:MAX_REPORTED]) + more,
             field=bad[0][0],
-            metadata={"fields": ",".join(f for f, _ in bad)},
+            metadata={"fields": ",".join(f for f, _ in bad[:MAX_REPORTED])},
         )
 
 

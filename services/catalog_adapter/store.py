@@ -24,8 +24,10 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from services.common.errors import InvalidInputError, UnavailableError
+from services.common.validation import shown
 
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Matched whole (fullmatch): "$" alone also passes "acme\n", a directory name with a newline.
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TMP_PREFIX = ".tmp-"
 
 
@@ -37,11 +39,11 @@ def check_segment(value: str, field: str) -> str:
             128 characters, or has characters other than letters, digits, ``.``, ``_``, ``-``
             (or starts with one of the last three).
     """
-    if not _SEGMENT_RE.match(value or ""):
+    if not _SEGMENT_RE.fullmatch(value or ""):
         raise InvalidInputError(
             "INVALID_EVENT",
             f"{field} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', '-' starting with a "
-            f"letter or digit, got {value[:40]!r}",
+            f"letter or digit, got {shown(value or '')}",
             field=field,
         )
     return value

@@ -15,10 +15,12 @@ import uuid
 from collections.abc import Callable
 
 from services.common.errors import CancelledError, DeadlineExceededError, InvalidInputError
+from services.common.validation import shown
 
-_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
-_TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+# Always used with fullmatch: ``$`` alone also matches before a final newline ("abc\n").
+_TAG_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_REQUEST_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+_TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +67,11 @@ def validate_request_id(value: str, field: str = "request_id") -> str:
     """
     if not value:
         return new_id()
-    if not _REQUEST_ID_RE.match(value):
+    if not _REQUEST_ID_RE.fullmatch(value):
         raise InvalidInputError(
             "INVALID_REQUEST_ID",
-            f"request_id must be 1-128 printable ASCII characters without spaces, got {value[:40]!r}",
+            f"request_id must be 1-128 printable ASCII characters without spaces, got "
+            f"{shown(value)}",
             field=field,
         )
     return value
@@ -81,10 +84,10 @@ def validate_tag(value: str, field: str) -> str:
         InvalidInputError: INVALID_EXPERIMENT_TAG when ``value`` is not 1-64 characters of
             lowercase letters, digits, ``.``, ``_`` and ``-``.
     """
-    if value and not _TAG_RE.match(value):
+    if value and not _TAG_RE.fullmatch(value):
         raise InvalidInputError(
             "INVALID_EXPERIMENT_TAG",
-            f"{field} must be 1-64 characters of a-z, 0-9, '.', '_', '-', got {value[:70]!r}",
+            f"{field} must be 1-64 characters of a-z, 0-9, '.', '_', '-', got {shown(value)}",
             field=field,
         )
     return value
@@ -93,7 +96,7 @@ def validate_tag(value: str, field: str) -> str:
 def trace_id_from(metadata: dict[str, str]) -> str:
     """Trace id from W3C ``traceparent`` or ``x-drape-trace-id`` metadata, else a new one."""
     tp = metadata.get("traceparent", "")
-    m = _TRACEPARENT_RE.match(tp.strip().lower())
+    m = _TRACEPARENT_RE.fullmatch(tp.strip().lower())
     if m:
         return m.group(1)
     given = metadata.get("x-drape-trace-id", "").strip().lower()

@@ -11,7 +11,7 @@ import re
 
 import grpc
 
-_REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]*[A-Z0-9]$")
+_REASON_RE = re.compile(r"[A-Z][A-Z0-9_]*[A-Z0-9]")  # fullmatch: "$" passes "X\n"
 
 # The ErrorInfo.domain of every Drape error.
 ERROR_DOMAIN = "drape.ai"
@@ -38,7 +38,7 @@ class DrapeError(Exception):
         field: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        if not _REASON_RE.match(reason):
+        if not _REASON_RE.fullmatch(reason):
             raise ValueError(f"reason must be UPPER_SNAKE, got {reason!r}")
         super().__init__(message)
         self.reason = reason

@@ -51,11 +51,28 @@ class _Status(grpc.Status):
         self.trailing_metadata = trailing_metadata
 
 
+# The most of an error message, field path or metadata value that goes back to a caller.
+# Error replies travel in trailers, which gRPC limits to 8 KiB by default: past that the
+# client sees a bare RESOURCE_EXHAUSTED instead of the reason. Validation echoes at most
+# 64 characters of a refused value (services.common.validation.shown); this is the net
+# under every other message.
+MESSAGE_MAX = 1024
+FIELD_MAX = 256
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def status_proto(err: DrapeError) -> status_pb2.Status:
     """``google.rpc.Status`` for an error: an ErrorInfo with the reason always, plus a
-    BadRequest field violation when the error names a request field."""
+    BadRequest field violation when the error names a request field. The message, the
+    field and metadata values are cut to :data:`MESSAGE_MAX` / :data:`FIELD_MAX`."""
+    message = _cap(err.message, MESSAGE_MAX)
     info = error_details_pb2.ErrorInfo(
-        reason=err.reason, domain=ERROR_DOMAIN, metadata=err.metadata
+        reason=err.reason,
+        domain=ERROR_DOMAIN,
+        metadata={_cap(k, FIELD_MAX): _cap(v, FIELD_MAX) for k, v in err.metadata.items()},
     )
     details = []
     packed = any_pb2.Any()
@@ -65,14 +82,14 @@ def status_proto(err: DrapeError) -> status_pb2.Status:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=err.field, description=err.message
+                    field=_cap(err.field, FIELD_MAX), description=message
                 )
             ]
         )
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
-    return status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
+    return status_pb2.Status(code=err.code.value[0], message=message, details=details)
 
 
 def to_grpc_status(err: DrapeError, trace_id: str) -> grpc.Status:
@@ -80,7 +97,7 @@ def to_grpc_status(err: DrapeError, trace_id: str) -> grpc.Status:
     proto = status_proto(err)
     return _Status(
         err.code,
-        err.message,
+        proto.message,
         (("grpc-status-details-bin", proto.SerializeToString()), (TRACE_HEADER, trace_id)),
     )
 

@@ -2,6 +2,9 @@
 
 Never log request payloads: :func:`safe` replaces bytes (images, clips) with their length,
 so a careless ``extra={"image": data}`` cannot leak a shopper photo into the logs.
+
+Every field of a line is bounded (:func:`clip`): ids and tags are logged even when the call
+is refused for them, so an 8 MiB request id must not become an 8 MiB log line.
 """
 
 from __future__ import annotations
@@ -34,18 +37,41 @@ if getattr(_base_factory, "__name__", "") != "_record_factory":
     logging.setLogRecordFactory(_record_factory)
 
 
+# Bounds of one log line's parts, in characters.
+ID_MAX = 128  # request ids (the longest valid one is 128) and trace ids
+TAG_MAX = 64  # experiment ids and variants (the longest valid one is 64)
+FIELD_MAX = 500  # any other field's string value, and a dict key
+ITEMS_MAX = 32  # entries of a logged list or dict
+MSG_MAX = 4000  # the formatted message
+EXC_MAX = 16000  # a formatted traceback
+
+
+def clip(text: str, limit: int = FIELD_MAX) -> str:
+    """``text`` cut to ``limit`` characters, marked with ``…(+N)`` when cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…(+{len(text) - limit})"
+
+
 def safe(value: Any) -> Any:
-    """A loggable version of ``value``: bytes become ``"<N bytes>"``, recursively."""
+    """A loggable version of ``value``: bytes become ``"<N bytes>"``, strings and
+    containers are bounded (:data:`FIELD_MAX` characters, :data:`ITEMS_MAX` items),
+    recursively."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"
     if isinstance(value, dict):
-        return {str(k): safe(v) for k, v in value.items()}
+        out = {clip(str(k)): safe(v) for k, v in list(value.items())[:ITEMS_MAX]}
+        if len(value) > ITEMS_MAX:
+            out["…"] = f"+{len(value) - ITEMS_MAX} more"
+        return out
     if isinstance(value, (list, tuple)):
-        return [safe(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
+        out = [safe(v) for v in value[:ITEMS_MAX]]
+        if len(value) > ITEMS_MAX:
+            out.append(f"…+{len(value) - ITEMS_MAX} more")
+        return out
+    if value is None or isinstance(value, (int, float, bool)):
         return value
-    text = str(value)
-    return text if len(text) <= 500 else text[:500] + "..."
+    return clip(value if isinstance(value, str) else str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,21 +84,21 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": clip(record.getMessage(), MSG_MAX),
         }
         call = getattr(record, "drape_call", None) or context.current()
         if call is not None:
-            out["request_id"] = call.request_id
-            out["trace_id"] = call.trace_id
+            out["request_id"] = clip(call.request_id, ID_MAX)
+            out["trace_id"] = clip(call.trace_id, ID_MAX)
             if call.experiment_id:
-                out["experiment"] = call.experiment_id
+                out["experiment"] = clip(call.experiment_id, TAG_MAX)
             if call.variant:
-                out["variant"] = call.variant
+                out["variant"] = clip(call.variant, TAG_MAX)
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
-                out[key] = safe(value)
+                out[clip(key)] = safe(value)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = clip(self.formatException(record.exc_info), EXC_MAX)
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
@@ -83,14 +109,15 @@ class TextFormatter(logging.Formatter):
         call = getattr(record, "drape_call", None) or context.current()
         ids = f" [{call.request_id[:12]} {call.trace_id[:8]}]" if call else ""
         extras = {
-            k: safe(v)
+            clip(k): safe(v)
             for k, v in record.__dict__.items()
             if k not in _STD_ATTRS and not k.startswith("_")
         }
         tail = " " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""
-        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname[0]}{ids} {record.name}: {record.getMessage()}{tail}"
+        msg = clip(record.getMessage(), MSG_MAX)
+        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname[0]}{ids} {record.name}: {msg}{tail}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + clip(self.formatException(record.exc_info), EXC_MAX)
         return line
 
 

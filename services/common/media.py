@@ -17,6 +17,7 @@ from services.common import context as ctxmod
 from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.server import ServiceApp
+from services.common.validation import MIME_TYPE_MAX, check_enum, check_length
 from services.common.video import VideoLimits, decode_video
 
 # drape.common.v1.ImageFormat -> encoder name; unspecified means PNG (exact garment edges).
@@ -63,6 +64,7 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         self.max_message_bytes = max_message_bytes
 
     def InspectImage(self, request, context):  # noqa: N802 - gRPC method name
+        check_enum(request.output_format, common_pb2.ImageFormat, "output_format")
         t0 = time.perf_counter()
         img = decode_image(request.image.data, self.image_limits, field="image.data")
         timings = {"decode": time.perf_counter() - t0}
@@ -78,7 +80,7 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         )
         if request.return_normalized:
             t1 = time.perf_counter()
-            fmt = FORMAT_NAMES.get(request.output_format, "PNG")
+            fmt = FORMAT_NAMES[request.output_format]
             encoded = encode_image(img.pixels, fmt)
             # Leave room for the rest of the response; refuse with a reason rather than let
             # gRPC fail the send with a bare RESOURCE_EXHAUSTED after the work is done.
@@ -97,6 +99,7 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         return resp
 
     def InspectVideo(self, request, context):  # noqa: N802
+        check_length(request.video.mime_type, "video.mime_type", MIME_TYPE_MAX)
         t0 = time.perf_counter()
         vid = decode_video(request.video.data, self.video_limits, field="video.data", max_side=256)
         return media_service_pb2.InspectVideoResponse(

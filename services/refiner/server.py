@@ -19,6 +19,7 @@ from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.interceptors import cancel_token
 from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.server import ServiceApp
+from services.common.validation import BACKEND_MAX, check_enum, check_length, shown
 
 BACKEND = "classical"
 VERSION = "classical/0.1.0"
@@ -39,6 +40,17 @@ def _mask(image: common_pb2.Image, limits: ImageLimits, field: str, shape) -> np
     return channel.astype(np.float32) / 255.0
 
 
+def validate(request: pb.RefineRequest) -> None:
+    """Bounds and enums of a request, before anything else reads it.
+
+    Raises:
+        InvalidInputError: FIELD_TOO_LONG (``backend``), OPTION_OUT_OF_RANGE
+            (``output_format`` not an ImageFormat).
+    """
+    check_length(request.backend, "backend", BACKEND_MAX)
+    check_enum(request.output_format, common_pb2.ImageFormat, "output_format")
+
+
 class RefinerServicer(pb_grpc.RefinerServiceServicer):
     """drape.refiner.v1.RefinerService on the classical backend."""
 
@@ -48,10 +60,11 @@ class RefinerServicer(pb_grpc.RefinerServiceServicer):
     def Refine(self, request, context):  # noqa: N802 - gRPC method name
         from services.refiner.classical import refine
 
+        validate(request)
         if request.backend not in self.app.request_backends:
             raise InvalidInputError(
                 "BACKEND_UNAVAILABLE",
-                f"backend {request.backend!r} is not available here; available: "
+                f"backend {shown(request.backend)} is not available here; available: "
                 f"{', '.join(b for b in self.app.request_backends if b)}",
                 field="backend",
             )
@@ -105,7 +118,7 @@ class RefinerServicer(pb_grpc.RefinerServiceServicer):
             result = refine(comp, original, garment, protect, strength=strength, seed=seed)
             backend, version = BACKEND, VERSION
         t1 = time.perf_counter()
-        fmt = FORMAT_NAMES.get(request.output_format, "PNG")
+        fmt = FORMAT_NAMES[request.output_format]
         data = encode_image(result.image, fmt, request.quality or 92)
         timings = {"decode": decode_s, **result.stages, "encode": time.perf_counter() - t1}
         return pb.RefineResponse(

@@ -22,6 +22,7 @@ from services.common.images import ImageLimits, decode_image, encode_image
 from services.common.interceptors import cancel_token
 from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
 from services.common.server import ServiceApp
+from services.common.validation import BACKEND_MAX, check_length, shown
 from services.tryon import geometric
 from services.tryon import hints as H
 from services.tryon import registry as R
@@ -72,15 +73,16 @@ def validate(request: pb.TryOnRequest, backends: tuple[str, ...] = BACKENDS) -> 
         Each garment's checked hints, in request order (empty hints for a garment_id).
 
     Raises:
-        InvalidInputError: BACKEND_UNAVAILABLE, OPTION_OUT_OF_RANGE, NO_GARMENTS,
+        InvalidInputError: FIELD_TOO_LONG, BACKEND_UNAVAILABLE, OPTION_OUT_OF_RANGE, NO_GARMENTS,
             TOO_MANY_GARMENTS, GARMENT_SOURCE_MISSING, GARMENT_SOURCE_CONFLICT,
             GARMENT_ID_INVALID, GARMENT_HINT_CONFLICT, GARMENT_HINT_INCOMPLETE,
             GARMENT_CATEGORY_INVALID, GARMENT_SLEEVE_INVALID, GARMENT_LENGTH_INVALID.
     """
+    check_length(request.backend, "backend", BACKEND_MAX)
     if request.backend not in backends:
         raise InvalidInputError(
             "BACKEND_UNAVAILABLE",
-            f"backend {request.backend!r} is not available here; available: "
+            f"backend {shown(request.backend)} is not available here; available: "
             f"{', '.join(b for b in backends if b)}",
             field="backend",
         )
