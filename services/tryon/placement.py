@@ -31,9 +31,12 @@ MIN_IN_BAND = 0.85
 _TOP_ABOVE_SHOULDERS = 0.35
 _TOP_BELOW_HIPS = 1.0
 _BOTTOM_ABOVE_HIPS = 0.45
-# Where each category always covers the centre line: the chest a quarter of the torso below
-# the shoulders, the hips at the hip line, the upper thigh a quarter torso below it.
-_CHEST = 0.3
+# Where each category always covers the middle of the body: the bust, under half the torso
+# below the shoulder line (a deep neckline or a cami's V ends above it, the shortest crop
+# top below it); the seat, a little below the hip joints (low-rise shorts start at them);
+# the upper thigh, a quarter torso below them.
+_CHEST = 0.45
+_SEAT = 0.15
 _THIGH = 0.25
 _UPPER = ("top", "dress", "outerwear")
 
@@ -80,7 +83,7 @@ def placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray) -> dict[st
     places = {
         "top": {"chest": shoulder_y + _CHEST * torso},
         "outerwear": {"chest": shoulder_y + _CHEST * torso},
-        "bottom": {"hips": hip_y},
+        "bottom": {"hips": hip_y + _SEAT * torso},
         "dress": {"chest": shoulder_y + _CHEST * torso, "thigh": hip_y + _THIGH * torso},
     }[category]
     # A short run of rows across the middle of the body there, not one point: a deep
