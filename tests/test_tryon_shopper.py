@@ -241,3 +241,24 @@ def test_skin_is_found_on_a_photo_without_a_face(analyzer):
     assert forearms.sum() > 300
     assert skin[forearms].mean() > 0.7
     assert skin[pa.lower_clothes].mean() < 0.02  # the jeans are not skin
+
+
+def test_old_clothes_pattern_does_not_print_through_but_folds_do():
+    from services.tryon.composite import shading_map
+
+    h, w = 240, 240
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    region = np.zeros((h, w), bool)
+    region[40:200, 40:200] = True
+    # Plain grey cloth with soft folds: a few per cent of luminance, smooth.
+    folds = 150 + 8 * np.sin(xx / 9.0)
+    plain = np.repeat(np.clip(folds, 0, 255)[..., None], 3, axis=2).astype(np.uint8)
+    # A sheer dark top over skin: hard bands of fabric and the skin showing through (close
+    # enough in colour to count as one material).
+    bands = np.where((yy // 10) % 2 == 0, 70, 110).astype(np.float32)
+    sheer = np.repeat(bands[..., None], 3, axis=2).astype(np.uint8)
+    fold_map = shading_map(plain, region, scale=200.0)[60:180, 60:180]
+    pattern_map = shading_map(sheer, region, scale=200.0)[60:180, 60:180]
+    assert fold_map.std() > 0.01  # folds carry over
+    assert pattern_map.std() < 0.6 * fold_map.std() + 0.02  # a pattern is damped
+    assert 0.8 < pattern_map.min() and pattern_map.max() < 1.1

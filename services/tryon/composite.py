@@ -38,6 +38,10 @@ class CompositeResult:
     shading: np.ndarray  # H x W float32: the multiplicative shading applied
 
 
+# Spread (standard deviation) of the log-luminance ripple of folds on plain cloth.
+_FOLD_SPREAD = 0.03
+
+
 def shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarray:
     """Folds and light of the old clothes as a multiplicative map around 1.
 
@@ -91,7 +95,9 @@ def _shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarra
     same = region & (chroma < 12.0) & (np.abs(lab[..., 0] - ref[0]) < 30.0)
     if same.sum() < 100:
         return ones
-    lum = np.log(lab[..., 0] + 2.0)
+    # The offset keeps dark clothes (L of a few units, where a fold changes L by as much)
+    # from giving huge log ratios: folds show on a black top, they do not carve it.
+    lum = np.log(lab[..., 0] + 15.0)
     wgt = same.astype(np.float32)
     fine_sigma, coarse_sigma = max(1.0, scale * 0.015), max(4.0, scale * 0.15)
 
@@ -110,7 +116,15 @@ def _shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarra
     def smooth(sigma: float) -> np.ndarray:
         return blur(lum * wgt, sigma) / np.maximum(blur(wgt, sigma), 1e-4)
 
-    ratio = np.exp(np.clip(smooth(fine_sigma) - smooth(coarse_sigma), -0.3, 0.12))
+    # At most about 14 % darker and 8 % lighter: a fold, not a print of the old clothes (a
+    # sheer top over skin, a marled knit, a pattern the colour test let through).
+    log_ratio = np.clip(smooth(fine_sigma) - smooth(coarse_sigma), -0.15, 0.08)
+    # Folds are subtle: on plain cloth their log-luminance ripple has a spread of a few
+    # hundredths. Old clothes that vary far more (a sheer top over skin and underwear,
+    # stripes, a marled knit) are pattern, not folds: the map is damped in proportion.
+    spread = float(np.std(log_ratio[same]))
+    log_ratio *= min(1.0, _FOLD_SPREAD / max(spread, 1e-6))
+    ratio = np.exp(log_ratio)
     support = np.clip(blur(wgt, coarse_sigma) * 3.0, 0, 1)
     fade = blur(region.astype(np.float32), fine_sigma * 2) * support
     return (1.0 + (ratio - 1.0) * fade).astype(np.float32)
