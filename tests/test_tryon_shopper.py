@@ -261,4 +261,4 @@ def test_old_clothes_pattern_does_not_print_through_but_folds_do():
     pattern_map = shading_map(sheer, region, scale=200.0)[60:180, 60:180]
     assert fold_map.std() > 0.01  # folds carry over
     assert pattern_map.std() < 0.6 * fold_map.std() + 0.02  # a pattern is damped
-    assert 0.8 < pattern_map.min() and pattern_map.max() < 1.1
+    assert pattern_map.min() > 0.8 and pattern_map.max() < 1.1
