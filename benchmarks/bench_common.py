@@ -102,6 +102,32 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def run_pinned_child(script: str, quick: bool, tail: int = 3000) -> dict[str, object]:
+    """Run ``script --one-core-child OUT [--quick]`` pinned to core 0 (``taskset``; unpinned
+    where it is missing) with one OpenMP/OpenBLAS/MKL thread, and return the JSON it wrote,
+    plus ``pinned`` and ``command``; ``{"error": ...}`` when the child failed."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    taskset = shutil.which("taskset")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "one_core.json"
+        cmd = [sys.executable, str(Path(script).resolve()), "--one-core-child", str(out)]
+        if quick:
+            cmd.append("--quick")
+        if taskset:
+            cmd = [taskset, "-c", "0", *cmd]
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not out.exists():
+            return {"error": f"child exited {proc.returncode}: {proc.stderr[-tail:]}"}
+        doc = json.loads(out.read_text(encoding="utf-8"))
+    doc["pinned"] = bool(taskset)
+    doc["command"] = " ".join(cmd[:3] if taskset else cmd[:1]) + " ... --one-core-child"
+    return doc
+
+
 def describe_machine() -> dict[str, object]:
     """What the figures were measured on, so numbers from two runs can be compared."""
     try:

@@ -39,10 +39,7 @@ import io
 import json
 import os
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -59,7 +56,7 @@ from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import describe_machine  # noqa: E402
+from bench_common import describe_machine, run_pinned_child  # noqa: E402
 
 SIZE = (768, 1024)  # W x H
 GOAL_ONE_CORE_MS = 400.0
@@ -270,22 +267,7 @@ def bench_grpc(iters, person, garment) -> tuple[list[dict], dict]:
 
 def bench_one_core(iters, quick: bool) -> dict[str, object]:
     """Re-run the in-process measurement in a child pinned to one core."""
-    taskset = shutil.which("taskset")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "one_core.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--one-core-child", str(out)]
-        if quick:
-            cmd.append("--quick")
-        if taskset:
-            cmd = [taskset, "-c", "0", *cmd]
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not out.exists():
-            return {"error": f"child exited {proc.returncode}: {proc.stderr[-2000:]}"}
-        doc = json.loads(out.read_text(encoding="utf-8"))
-    doc["pinned"] = bool(taskset)
-    doc["command"] = " ".join(cmd[:3] if taskset else cmd[:1]) + " ... --one-core-child"
-    return doc
+    return run_pinned_child(__file__, quick, tail=2000)
 
 
 def one_core_child(path: Path, iters) -> int:

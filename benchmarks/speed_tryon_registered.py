@@ -60,7 +60,6 @@ import copy
 import gc
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -80,7 +79,7 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_common import describe_machine  # noqa: E402
+from bench_common import describe_machine, run_pinned_child  # noqa: E402
 
 # The photo preparation, statistics and table of speed_tryon.py, so the figures compare.
 from speed_tryon import encode, photo_768x1024, print_table, stage_stats, stats  # noqa: E402
@@ -214,21 +213,7 @@ def one_core_child(path: Path, iters: dict[str, tuple[int, int]]) -> int:
 
 def bench_one_core(quick: bool) -> dict[str, object]:
     """Run :func:`one_core_child` in a child pinned to core 0 (unpinned without taskset)."""
-    taskset = shutil.which("taskset")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "one_core.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--one-core-child", str(out)]
-        if quick:
-            cmd.append("--quick")
-        if taskset:
-            cmd = [taskset, "-c", "0", *cmd]
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not out.exists():
-            return {"error": f"child exited {proc.returncode}: {proc.stderr[-3000:]}"}
-        doc = json.loads(out.read_text(encoding="utf-8"))
-    doc["pinned"] = bool(taskset)
-    return doc
+    return run_pinned_child(__file__, quick, tail=3000)
 
 
 # --------------------------------------------------------------------------- load
