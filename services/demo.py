@@ -176,12 +176,15 @@ def _tryon_demo(channel, out: Path) -> bool:
     from drape.tryon.v1 import tryon_service_pb2 as tpb
     from drape.tryon.v1 import tryon_service_pb2_grpc as tpb_grpc
     from services.common.images import encode_image
-    from services.tryon.flatlays import draw_garment
+    from services.tryon.flatlays import draw_garment, draw_white_tee_on_sweep
 
     stub = tpb_grpc.TryOnServiceStub(channel)
     photos = sample_inputs()
     (out / "tryon").mkdir(parents=True, exist_ok=True)
     flats = {f"{k}_{pat}": draw_garment(k, pat, c).image for k, pat, c in DEMO_GARMENTS}
+    # A white tee on a light-grey sweep: the colour cut-out alone cannot separate it, the
+    # learned one (U²-Net-p) does.
+    flats["white_tee_on_grey"] = draw_white_tee_on_sweep(size=(512, 512)).image
     rows = [[("flat-lay", None)] + [(name, img) for name, img in flats.items()]]
     ok = True
     print(f"{'photo':16} {'garment':18} {'category':24} {'ms':>6}")
@@ -193,7 +196,15 @@ def _tryon_demo(channel, out: Path) -> bool:
             req = tpb.TryOnRequest(
                 request_id=f"demo-{photo_name}-{name}",
                 person=common_pb2.Image(data=data),
-                garments=[tpb.Garment(flat_lay=common_pb2.Image(data=encode_image(flat, "PNG")))],
+                garments=[
+                    tpb.Garment(
+                        flat_lay=common_pb2.Image(data=encode_image(flat, "PNG")),
+                        # The outline cannot tell a jacket from a shirt: a merchant says so.
+                        category=tpb.GARMENT_CATEGORY_OUTERWEAR
+                        if name.startswith("jacket")
+                        else tpb.GARMENT_CATEGORY_UNSPECIFIED,
+                    )
+                ],
                 experiment=common_pb2.Experiment(experiment_id="demo", variant="control"),
             )
             try:

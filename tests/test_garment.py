@@ -281,15 +281,10 @@ def test_the_shipped_saliency_model_is_verified(tmp_path):
 
 
 def _white_on_light_grey() -> tuple[np.ndarray, np.ndarray]:
-    """A white tee on a light-grey sweep, a couple of Delta E apart, with a soft fold
-    shading: the packshot that the colour cut-out alone punches full of holes."""
-    flat = draw_garment("tshirt", size=(384, 384), background="white", seed=1)
-    h, w = flat.mask.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    fold = 2.0 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
-    image = np.where(flat.mask, 252.0 + fold, 246.0)
-    rgb = np.clip(np.repeat(image[..., None], 3, axis=2), 0, 255).astype(np.uint8)
-    return rgb, flat.mask
+    from services.tryon.flatlays import draw_white_tee_on_sweep
+
+    flat = draw_white_tee_on_sweep()
+    return flat.image, flat.mask
 
 
 def test_a_white_tee_on_a_light_grey_sweep_is_cut_out_whole():

@@ -753,3 +753,20 @@ def draw_boundary_shift(color: tuple[int, int, int] = (40, 90, 160)) -> np.ndarr
     image = np.full((500, 300, 3), 250, np.uint8)
     image[m > 0] = color
     return image
+
+
+def draw_white_tee_on_sweep(size: tuple[int, int] = (384, 384), seed: int = 1) -> FlatLay:
+    """A white tee on a light-grey sweep, a couple of Delta E apart, with a soft fold
+    shading: the packshot the colour cut-out alone punches full of holes, which the learned
+    cut-out has to handle (tests and the demo).
+
+    Returns:
+        the :class:`FlatLay` (its ``mask`` is the tee's true outline).
+    """
+    flat = draw_garment("tshirt", size=size, background="white", seed=seed)
+    h, w = flat.mask.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    fold = 2.0 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
+    image = np.where(flat.mask, 252.0 + fold, 246.0)
+    rgb = np.clip(np.repeat(image[..., None], 3, axis=2), 0, 255).astype(np.uint8)
+    return dataclasses.replace(flat, image=rgb)
