@@ -91,7 +91,8 @@ def placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray) -> dict[st
     lm = pa.landmarks
     shoulders = abs(float(lm[P.L_SHOULDER, 0] - lm[P.R_SHOULDER, 0]))
     hips = abs(float(lm[P.L_HIP, 0] - lm[P.R_HIP, 0]))
-    spans = {"chest": 0.6 * shoulders, "hips": 0.8 * hips, "thigh": 0.8 * hips}
+    # Across the shoulders (an open front, a zip left open, is no failure to cover).
+    spans = {"chest": 1.0 * shoulders, "hips": 0.8 * hips, "thigh": 0.8 * hips}
     rows_half = max(2, int(0.04 * torso))
     for name, y in places.items():
         yi = int(round(y))
