@@ -23,7 +23,7 @@ from services.common.context import CancelToken
 from services.common.errors import InvalidInputError
 from services.tryon import geometric
 from services.tryon.composite import CompositeResult, composite
-from services.tryon.placement import check_placement
+from services.tryon.placement import check_placement, check_sleeves
 
 MAX_GARMENTS = 2
 UPPER = ("top", "dress", "outerwear")
@@ -157,6 +157,7 @@ class TryOnPipeline:
                 panels = [ly.alpha for ly in lyr if ly.kind != "sleeve"]
                 if panels:
                     check_placement(pa, ga.category, np.maximum.reduce(panels), i)
+                check_sleeves(pa, {ly.name[-1]: ly.alpha for ly in lyr if ly.kind == "sleeve"}, i)
                 layers += lyr
                 warps += wp
             if options.tuck == "tucked" and len(analyses) == 2:

@@ -9,6 +9,8 @@ warped garment and the pose, so it catches such a still whatever went wrong befo
 * **band**: nearly all of a garment's body panel lies in its category's vertical band: a
   top from a little above the shoulders to the upper thighs, a bottom from a little above
   the waist down, a dress from the shoulders down;
+* **sleeves**: each sleeve lies along the arm it was fitted to (a sleeve flung across the
+  body by a bent arm is a torn still);
 * **reach**: the panel covers the body where its category always does, across the middle
   of the body: a top the chest, a bottom the hips, a dress both the chest and the upper
   thighs (a crop top dressed as a dress ends at the ribs).
@@ -18,10 +20,12 @@ Rows out of the photo's frame (a half-body photo) are not asked for.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from services.common.analysis import person as P
 from services.common.errors import InvalidInputError
+from services.tryon.fit import arm_path
 
 # Share of a panel's alpha mass that must lie within its band.
 MIN_IN_BAND = 0.85
@@ -104,6 +108,45 @@ def placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray) -> dict[st
         patch = panel[max(0, yi - rows_half) : yi + rows_half + 1, x0:x1]
         out[name] = float(patch.mean())
     return out
+
+
+# A sleeve lies within this many shoulder widths of its arm's bones (a loose long sleeve
+# hangs about a third of one from the arm's centre line).
+_SLEEVE_REACH = 0.5
+# Share of a sleeve's alpha that must lie that close to its arm.
+MIN_ON_ARM = 0.8
+
+
+def sleeve_on_arm(pa: P.PersonAnalysis, side: str, sleeve: np.ndarray) -> float:
+    """Share of a warped sleeve's alpha within reach of the arm it was fitted to (the arm
+    the warp used: :func:`services.tryon.fit.arm_path`, ``side`` ``"l"`` image-left)."""
+    h, w = sleeve.shape
+    bones = np.zeros((h, w), np.uint8)
+    pts = np.round(np.asarray(arm_path(pa, side))[:, :2]).astype(np.int32)
+    cv2.polylines(bones, [pts.reshape(-1, 1, 2)], False, 1, 1)
+    if not bones.any():  # the whole arm out of the frame: nothing to compare with
+        return 1.0
+    dist = cv2.distanceTransform((bones == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    near = dist <= _SLEEVE_REACH * max(pa.measurements.shoulder_width, 1.0)
+    mass = float(sleeve.sum())
+    return float((sleeve * near).sum()) / mass if mass > 0 else 1.0
+
+
+def check_sleeves(pa: P.PersonAnalysis, sleeves: dict[str, np.ndarray], index: int) -> None:
+    """Refuse a still whose garment ``index`` has a sleeve warped away from its arm.
+
+    Raises:
+        InvalidInputError: GARMENT_FIT_FAILED (field ``garments[index]``).
+    """
+    for side, alpha in sleeves.items():
+        share = sleeve_on_arm(pa, side, alpha)
+        if share < MIN_ON_ARM:
+            raise InvalidInputError(
+                "GARMENT_FIT_FAILED",
+                f"a sleeve could not be fitted to its arm: only {100 * share:.0f}% of it lies "
+                "along the arm. Check the sleeve hint (or send one if none was sent)",
+                field=f"garments[{index}]",
+            )
 
 
 def check_placement(pa: P.PersonAnalysis, category: str, panel: np.ndarray, index: int) -> None:
