@@ -9,9 +9,9 @@ import threading
 import time
 
 import grpc
-from google.rpc import error_details_pb2
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
 from PIL import Image
 from skimage import data
 
@@ -120,8 +120,12 @@ def test_clip_of_a_real_photo(stub):
 def test_a_motion_the_photo_cannot_show_is_refused(stub):
     op = stub.StartClip(
         pb.StartClipRequest(
-            still=common_pb2.Image(data=ASTRONAUT), template_name="arms-open", fps=10,
-            width=320, height=480, duration_seconds=0.5,
+            still=common_pb2.Image(data=ASTRONAUT),
+            template_name="arms-open",
+            fps=10,
+            width=320,
+            height=480,
+            duration_seconds=0.5,
         ),  # fmt: skip
         timeout=30,
     )

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from services.common.errors import InvalidInputError
+from services.common.filters import wide_gaussian
 
 # --- Tunables. Each says why it has its value; change them with the tests in mind. ---
 
@@ -498,26 +499,11 @@ def _detail_layer(log_y: np.ndarray, mask: np.ndarray | None, sigma: float) -> n
     convolution over the mask only, so the garment's edge against the scene is not
     mistaken for garment texture."""
     if mask is None:
-        return log_y - _wide_blur(log_y, sigma)
+        return log_y - wide_gaussian(log_y, sigma, max_factor=4)
     weight = mask.astype(np.float32)
-    num = _wide_blur(log_y * weight, sigma)
-    den = _wide_blur(weight, sigma)
+    num = wide_gaussian(log_y * weight, sigma, max_factor=4)
+    den = wide_gaussian(weight, sigma, max_factor=4)
     return log_y - num / np.maximum(den, 1e-6)
-
-
-def _wide_blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur for the smooth base: a wide kernel (sigma >= 8 px) runs on a copy
-    reduced by k = sigma // 4 (at most 4), with sigma / k, and comes back up bilinearly.
-    The base is smooth over k px, so the bilinear step costs well under a percent of the
-    detail layer's spread (and the statistic taken from it is a median), for a fraction of
-    the full-resolution cost."""
-    k = int(np.clip(sigma // 4, 1, 4))
-    h, w = img.shape[:2]
-    if k == 1 or min(h, w) < 4 * k:
-        return cv2.GaussianBlur(img, (0, 0), sigma)
-    small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / k)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def match_contrast(

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from services.common.analysis import person as P
+from services.common.filters import wide_gaussian
 
 
 @dataclasses.dataclass
@@ -103,18 +104,8 @@ def _shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarra
 
     h, w = lum.shape
 
-    def blur(img: np.ndarray, sigma: float) -> np.ndarray:
-        # Wide blurs run on a downscaled copy (a Gaussian of sigma s at 1/k scale is one
-        # of sigma k*s at full scale), then come back up: the coarse terms are smooth anyway.
-        k = int(np.clip(sigma // 4, 1, 8))
-        if k == 1:
-            return cv2.GaussianBlur(img, (0, 0), sigma)
-        small = cv2.resize(img, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
-        small = cv2.GaussianBlur(small, (0, 0), sigma / k)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
     def smooth(sigma: float) -> np.ndarray:
-        return blur(lum * wgt, sigma) / np.maximum(blur(wgt, sigma), 1e-4)
+        return wide_gaussian(lum * wgt, sigma) / np.maximum(wide_gaussian(wgt, sigma), 1e-4)
 
     # At most about 14 % darker and 8 % lighter: a fold, not a print of the old clothes (a
     # sheer top over skin, a marled knit, a pattern the colour test let through).
@@ -125,8 +116,8 @@ def _shading_map(rgb: np.ndarray, region: np.ndarray, scale: float) -> np.ndarra
     spread = float(np.std(log_ratio[same]))
     log_ratio *= min(1.0, _FOLD_SPREAD / max(spread, 1e-6))
     ratio = np.exp(log_ratio)
-    support = np.clip(blur(wgt, coarse_sigma) * 3.0, 0, 1)
-    fade = blur(region.astype(np.float32), fine_sigma * 2) * support
+    support = np.clip(wide_gaussian(wgt, coarse_sigma) * 3.0, 0, 1)
+    fade = wide_gaussian(region.astype(np.float32), fine_sigma * 2) * support
     return (1.0 + (ratio - 1.0) * fade).astype(np.float32)
 
 
@@ -167,7 +158,7 @@ def _skin_fill(
     tone = _local_tone(img, src, sl, tone_global, sw)
 
     round_ = _limb_roundness(pa, (h, w), sw, (y0, x0, y1, x1))
-    light = _smooth(shading[sl], max(2.0, 0.06 * sw))
+    light = wide_gaussian(shading[sl], max(2.0, 0.06 * sw))
     texture = _skin_texture(img, src, (y1 - y0, x1 - x0), sw)
     out = tone * (light * round_ * texture)[..., None]
     return out[region[sl]]
@@ -199,8 +190,8 @@ def _local_tone(
     wgt = cv2.resize(win_src, small, interpolation=cv2.INTER_AREA)
     col = cv2.resize(img[sl] * win_src[..., None], small, interpolation=cv2.INTER_AREA)
     sigma = max(1.0, 0.5 * sw / k)
-    wb = _smooth(wgt, sigma)
-    cb = _smooth(col, sigma)
+    wb = wide_gaussian(wgt, sigma)
+    cb = wide_gaussian(col, sigma)
     # A prior of the global tone worth a little skin: weak support falls back to it.
     prior = 0.02
     tone = (cb + prior * tone_global) / (wb + prior)[..., None]
@@ -239,20 +230,6 @@ def _skin_texture(img: np.ndarray, src: np.ndarray, shape: tuple[int, int], sw: 
     noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 0.7)
     noise /= max(float(noise.std()), 1e-6)
     return (1.0 + strength * noise).astype(np.float32)
-
-
-def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian blur of ``sigma`` px; a wide one runs on a copy reduced by k (a Gaussian
-    of sigma s at 1/k scale is one of sigma k*s at full scale) and comes back up
-    bilinearly: with sigma at least 4 k the result is smooth over k px, so the bilinear
-    step adds under a percent of error, at a fraction of the cost of wide kernels."""
-    k = int(np.clip(sigma // 4, 1, 8))
-    hh, ww = img.shape[:2]
-    if k == 1 or min(hh, ww) < 4 * k:
-        return cv2.GaussianBlur(img, (0, 0), sigma)
-    small = cv2.resize(img, (max(1, ww // k), max(1, hh // k)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / k)
-    return cv2.resize(small, (ww, hh), interpolation=cv2.INTER_LINEAR)
 
 
 def _limb_roundness(
