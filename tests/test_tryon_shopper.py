@@ -262,3 +262,26 @@ def test_old_clothes_pattern_does_not_print_through_but_folds_do():
     assert fold_map.std() > 0.01  # folds carry over
     assert pattern_map.std() < 0.6 * fold_map.std() + 0.02  # a pattern is damped
     assert pattern_map.min() > 0.8 and pattern_map.max() < 1.1
+
+
+def test_bared_limbs_are_one_tube_through_the_joints():
+    # Shaded bone by bone, each bone's end cap left a disc's outline at the knee: along a line
+    # beside the leg's axis the shade dipped there and recovered. As one tube whose radius
+    # runs from thigh to shin, the shade along it changes one way only.
+    from services.common.analysis import person as P
+    from services.tryon.composite import _limb_roundness
+    from services.tryon.figures import draw_figure
+
+    analyzer = P.PersonAnalyzer()
+    pa = analyzer.analyze(draw_figure())
+    analyzer.close()
+    sw = pa.measurements.shoulder_width
+    shade = _limb_roundness(pa, pa.size, sw)
+    hip, knee, ankle = (pa.point(i) for i in (P.L_HIP, P.L_KNEE, P.L_ANKLE))
+    offset = 0.08 * sw  # beside the axis, inside the leg
+    values = []
+    for f in np.linspace(0.5, 1.5, 41):  # mid-thigh to mid-shin
+        p = hip + f * (knee - hip) if f <= 1 else knee + (f - 1) * (ankle - knee)
+        values.append(shade[int(round(p[1])), int(round(p[0] + offset))])
+    steps = np.diff(values)
+    assert np.all(steps <= 0.01) or np.all(steps >= -0.01), np.round(values, 3)

@@ -243,16 +243,28 @@ def _limb_roundness(
     window is ever used, so only it is computed."""
     h, w = size
     oy, ox, h, w = window if window is not None else (0, 0, h, w)
-    round_ = np.ones((h - oy, w - ox), np.float32)
-    for bones, radius in (
-        (((P.R_SHOULDER, P.R_ELBOW), (P.L_SHOULDER, P.L_ELBOW)), 0.17 * sw),
-        (((P.R_ELBOW, P.R_WRIST), (P.L_ELBOW, P.L_WRIST)), 0.14 * sw),
-        (((P.R_HIP, P.R_KNEE), (P.L_HIP, P.L_KNEE)), LEG_RADII[0] * sw),
-        (((P.R_KNEE, P.R_ANKLE), (P.L_KNEE, P.L_ANKLE)), LEG_RADII[1] * sw),
+    # The smallest distance to a limb, in units of the limb's radius at that point: each
+    # chain (shoulder-elbow-wrist, hip-knee-ankle) is one tube whose radius runs linearly
+    # along each bone and is shared at the joint, so where two bones meet the field is
+    # continuous (capsules shaded one by one leave a disc's outline at every elbow and knee).
+    nd = np.full((h - oy, w - ox), np.inf, np.float32)
+    upper_arm, forearm = 0.17 * sw, 0.14 * sw
+    thigh, shin = LEG_RADII[0] * sw, LEG_RADII[1] * sw
+    elbow, knee = (upper_arm + forearm) / 2, (thigh + shin) / 2
+    for joints, radii in (
+        ((P.R_SHOULDER, P.R_ELBOW, P.R_WRIST), (upper_arm, elbow, forearm)),
+        ((P.L_SHOULDER, P.L_ELBOW, P.L_WRIST), (upper_arm, elbow, forearm)),
+        ((P.R_HIP, P.R_KNEE, P.R_ANKLE), (thigh, knee, shin)),
+        ((P.L_HIP, P.L_KNEE, P.L_ANKLE), (thigh, knee, shin)),
     ):
-        for a_i, b_i in bones:
+        for (a_i, b_i), ra, rb in zip(
+            ((joints[0], joints[1]), (joints[1], joints[2])),
+            (radii[0], radii[1]),
+            (radii[1], radii[2]),
+            strict=True,
+        ):
             a, b = pa.point(a_i), pa.point(b_i)
-            reach = 1.6 * radius  # the rim's ease-back below
+            reach = 1.6 * max(ra, rb)  # the rim's ease-back below
             x0, x1 = (
                 int(max(ox, min(a[0], b[0]) - reach)),
                 int(min(w, max(a[0], b[0]) + reach + 1)),
@@ -266,14 +278,15 @@ def _limb_roundness(
             ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
             d = b - a
             t = np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
-            dist = np.hypot(xs - (a[0] + t * d[0]), ys - (a[1] + t * d[1])) / max(radius, 1.0)
-            cos = np.sqrt(np.clip(1.0 - dist**2, 0.0, 1.0))
-            # Past the nominal radius (a limb wider than the model) the rim shade eases back
-            # to 1 instead of jumping: a jump draws the capsule's outline on the skin.
-            rim = 0.72 + 0.28 * np.clip((dist - 1.0) / 0.6, 0.0, 1.0)
-            shade = np.where(dist < 1.0, 0.72 + 0.28 * cos, rim).astype(np.float32)
-            win = round_[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-            np.minimum(win, shade, out=win)
+            dist = np.hypot(xs - (a[0] + t * d[0]), ys - (a[1] + t * d[1]))
+            here = dist / np.maximum(ra + (rb - ra) * t, 1.0)
+            win = nd[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+            np.minimum(win, here, out=win)
+    cos = np.sqrt(np.clip(1.0 - nd**2, 0.0, 1.0))
+    # Past the nominal radius (a limb wider than the model) the rim shade eases back to 1
+    # instead of jumping: a jump draws the tube's outline on the skin.
+    rim = 0.72 + 0.28 * np.clip((nd - 1.0) / 0.6, 0.0, 1.0)
+    round_ = np.where(nd < 1.0, 0.72 + 0.28 * cos, rim).astype(np.float32)
     return round_
 
 
