@@ -45,6 +45,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from quality_animate import detect  # noqa: E402
+
 from services.animate.debug import sheet  # noqa: E402
 from services.animate.extract import MotionExtractor  # noqa: E402
 from services.animate.motions import Motion, MotionLibrary  # noqa: E402
@@ -85,14 +87,6 @@ def extracted_motions(data: Path, cache: Path, log) -> tuple[list[Motion], list[
             rows.append({"video": video.name, "refused": exc.reason, "message": str(exc)})
             log(f"motion {video.name}: refused {exc.reason}: {exc}")
     return out, rows
-
-
-def detect(pose, frame: np.ndarray) -> np.ndarray | None:
-    r = pose.process(np.ascontiguousarray(frame))
-    if r.pose_landmarks is None:
-        return None
-    h, w = frame.shape[:2]
-    return np.array([(p.x * w, p.y * h, p.visibility) for p in r.pose_landmarks.landmark])
 
 
 def _capsule(mask, a, b, r):

@@ -44,6 +44,7 @@ import numpy as np
 
 from services.common.analysis import garment as G
 from services.common.errors import InvalidInputError
+from services.common.validation import shown
 
 ID_PREFIX = "drape.garment/1"
 STORE_PREFIX = "_garments"
@@ -104,7 +105,7 @@ def check_garment_id(value: str, field: str) -> str:
         raise InvalidInputError(
             "GARMENT_ID_INVALID",
             f"a garment_id is the 64 lowercase hex digits RegisterGarment returned, got "
-            f"{value[:80]!r}{'…' if len(value) > 80 else ''} ({len(value)} characters)",
+            f"{shown(value)}",
             field=field,
         )
     return value

@@ -692,7 +692,7 @@ def _describe(
         )
     category = requested or found.category
     if requested is not None and requested != found.category:
-        found = GS.describe(m, requested)
+        found = GS.describe(m, requested, features=f)
     sleeve = found.sleeve if category != "bottom" else None
     if category != "bottom" and sleeve_hint is None and found.sleeve_confidence < GS.UNSURE_BELOW:
         raise InvalidInputError(

@@ -419,14 +419,17 @@ def _confidence(margins: list[float]) -> float:
     return float(0.5 + 0.5 * min(1.0, max(0.0, min(margins)))) if margins else 1.0
 
 
-def describe(mask: np.ndarray, category: str | None = None) -> Description:
+def describe(
+    mask: np.ndarray, category: str | None = None, features: ShapeFeatures | None = None
+) -> Description:
     """Category, sleeve and length of a garment mask; ``category`` (a hint) is taken as
-    given and only the sleeve and length are decided.
+    given and only the sleeve and length are decided. ``features``: the mask's
+    :func:`measure`, when already taken (a second description under a hint).
 
     Raises:
         ValueError: when the mask is empty.
     """
-    f = measure(mask)
+    f = features if features is not None else measure(mask)
     sleeve_out = f.sleeve_out > SLEEVE_OUT_ABOVE
     slit = f.sleeve_hanging > 0
     armhole = f.side_bay > ARMHOLE_ABOVE
