@@ -40,6 +40,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from services.animate.server import AnimateApp
 
         apps.append(AnimateApp(settings))
+    elif args.service == "catalog":
+        from services.catalog_adapter.batch_server import CatalogApp
+
+        apps.append(CatalogApp(settings))
     elif args.service != "media":
         print(f"drape serve: unknown service {args.service!r}", file=sys.stderr)
         return 2
@@ -163,6 +167,12 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         from services.catalog_adapter.main import run_adapter
 
         return run_adapter(settings, bootstrap=bootstrap)
+    if args.action in ("batch", "status"):
+        from services.catalog_adapter import batch_server as B
+
+        return (B.run_batch_cli if args.action == "batch" else B.run_status_cli)(args, settings)
+    if args.action == "replay-dlq":
+        return _replay_dlq(args, settings, bootstrap)
     from services.catalog_adapter.publish import publish, read_events, write_samples
     from services.common.kafka import TOPIC_ASSET, TOPIC_PRODUCT, TOPIC_PRODUCT_DLQ, ensure_topics
 
@@ -178,6 +188,31 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         ensure_topics(bootstrap, {TOPIC_PRODUCT: 4, TOPIC_ASSET: 4, TOPIC_PRODUCT_DLQ: 1}, settings)
     n = publish(events, bootstrap, settings)
     print(f"published {n} events to {TOPIC_PRODUCT} on {bootstrap}")
+    return 0
+
+
+def _replay_dlq(args: argparse.Namespace, settings, bootstrap: str) -> int:
+    from services.catalog_adapter.batch_server import _parse_time
+    from services.catalog_adapter.publish import (
+        dead_letter_filter,
+        read_dead_letters,
+        replay_dead_letters,
+    )
+
+    since = _parse_time(args.since) if args.since else None
+    records = read_dead_letters(bootstrap, settings)
+    chosen = [r for r in records if dead_letter_filter(args.reason, since)(r)]
+    counts: dict[str, int] = {}
+    for r in chosen:
+        reason = dict(r.headers or []).get("drape-dlq-reason", b"?").decode(errors="replace")
+        counts[reason] = counts.get(reason, 0) + 1
+    for reason, n in sorted(counts.items()):
+        print(f"{reason:32} {n:>8}")
+    if args.dry_run:
+        print(f"would replay {len(chosen)} of {len(records)} dead letters")
+        return 0
+    n = replay_dead_letters(chosen, bootstrap, settings)
+    print(f"replayed {n} of {len(records)} dead letters to catalog.product.v1 on {bootstrap}")
     return 0
 
 
@@ -238,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
     p.add_argument("service", nargs="?", default="media",
-                   choices=["media", "tryon", "refiner", "animate"],
+                   choices=["media", "tryon", "refiner", "animate", "catalog"],
                    help="service to run (default: media; every server also hosts media)")  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 
@@ -247,12 +282,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, default=50051)
     p.set_defaults(func=_cmd_stack)
 
-    p = sub.add_parser("catalog", help="catalog adapter: run the consumer, publish events")
-    p.add_argument("action", choices=["run", "publish"],
-                   help="run: consume catalog.product.v1 until SIGTERM; publish: send events")  # fmt: skip
+    p = sub.add_parser("catalog", help="catalog adapter: run the consumer, publish events, "
+                       "run batches, replay dead letters")  # fmt: skip
+    p.add_argument("action", choices=["run", "publish", "batch", "status", "replay-dlq"],
+                   help="run: consume catalog.product.v1 until SIGTERM; publish: send events; "
+                        "batch: run a manifest on the CatalogService (drape serve catalog) with "
+                        "a progress bar; status: a batch's state and report; replay-dlq: "
+                        "re-publish dead letters to catalog.product.v1")  # fmt: skip
     p.add_argument(
-        "events", nargs="?", help="publish: events file, one ProductUpserted JSON a line"
-    )
+        "events", nargs="?", metavar="EVENTS|MANIFEST|BATCH",
+        help="publish: events file, one ProductUpserted JSON a line; batch: a manifest (that "
+             "JSONL, or CSV with merchant_id,sku,image_uri...); status: the batch id",
+    )  # fmt: skip
+    p.add_argument("--server", help="batch/status: CatalogService address "
+                   "(default: DRAPE_CATALOG_SERVICE_ADDRESS)")  # fmt: skip
+    p.add_argument("--publish", action="store_true",
+                   help="batch: also publish asset events and dead letters to Kafka")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="batch: remake assets that already exist")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="batch: check and plan only; replay-dlq: list, send nothing")  # fmt: skip
+    p.add_argument("--request-id", help="batch: idempotency key (the same key: the same batch)")
+    p.add_argument("--merchant", help="batch: instead of a manifest, every recorded product "
+                   "of this merchant (with --changed-since)")  # fmt: skip
+    p.add_argument("--changed-since", metavar="TIME",
+                   help="batch --merchant: products changed at or after this ISO 8601 time")  # fmt: skip
+    p.add_argument("--reason", help="replay-dlq: only dead letters with this reason")
+    p.add_argument("--since", metavar="TIME",
+                   help="replay-dlq: only dead letters failed at or after this ISO 8601 time")  # fmt: skip
+    p.add_argument("--all", action="store_true", help="status: list every product")
+    p.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     p.add_argument("--bootstrap", help="Kafka brokers (default: DRAPE_KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--sample", type=int, default=0, metavar="N",
                    help="publish: draw N sample garments and publish events for them")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Sample product events and ``drape catalog publish EVENTS.jsonl``.
+"""Sample product events, ``drape catalog publish EVENTS.jsonl`` and
+``drape catalog replay-dlq`` (dead letters back onto the product topic).
 
 An events file has one ``ProductUpserted`` a line in protobuf's JSON form, e.g.::
 
@@ -12,7 +13,9 @@ supports today) into a directory and writes such a file referencing them.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import time
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -133,3 +136,82 @@ def write_samples(
     events = out / "sample_events.jsonl"
     events.write_text("\n".join(lines) + "\n")
     return events
+
+
+# Headers the adapter adds when it dead-letters a record (dropped again on replay).
+_DLQ_HEADERS = frozenset({"drape-dlq-reason", "drape-dlq-message", "drape-source-topic",
+                          "drape-source-partition", "drape-source-offset",
+                          "drape-dlq-attempts", "drape-dlq-failed-at"})  # fmt: skip
+H_REPLAYED_FROM = "drape-replayed-from"
+
+
+def read_dead_letters(bootstrap: str, settings=None, max_records: int = 100_000,
+                      timeout_s: float = 30.0) -> list:  # fmt: skip
+    """Every record of ``catalog.product.v1.dlq`` from the beginning up to its current end
+    (no consumer group: nothing is committed), at most ``max_records``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from services.common.kafka import TOPIC_PRODUCT_DLQ
+
+    consumer = KafkaConsumer(enable_auto_commit=False, **client_config(settings, bootstrap))
+    try:
+        parts = consumer.partitions_for_topic(TOPIC_PRODUCT_DLQ) or set()
+        tps = [TopicPartition(TOPIC_PRODUCT_DLQ, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < max_records and time.monotonic() < deadline:
+            if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                break
+            for recs in consumer.poll(timeout_ms=500).values():
+                records.extend(
+                    r for r in recs if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                )
+        return records[:max_records]
+    finally:
+        consumer.close()
+
+
+def dead_letter_filter(reason: str | None = None, since: _dt.datetime | None = None):
+    """``keep(record) -> bool`` for dead letters of ``reason`` failed at or after ``since``."""
+
+    def keep(record) -> bool:
+        h = {k: v.decode(errors="replace") for k, v in record.headers or []}
+        if reason and h.get("drape-dlq-reason") != reason:
+            return False
+        if since is not None:
+            try:
+                failed = _dt.datetime.fromisoformat(
+                    h.get("drape-dlq-failed-at", "").replace("Z", "+00:00")
+                )
+            except ValueError:
+                return False
+            if failed < since:
+                return False
+        return True
+
+    return keep
+
+
+def replay_dead_letters(records, bootstrap: str, settings=None, topic: str = TOPIC_PRODUCT) -> int:
+    """Re-publish dead letters to ``topic`` (the product topic): the original key and value,
+    the original headers without the dead-letter ones, plus ``drape-replayed-from``
+    (``dlq/PARTITION/OFFSET``). Content hashes make a replay of something already fixed and
+    made a re-announcement, not new work. Returns how many were sent."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(acks="all", **client_config(settings, bootstrap))
+    sent = 0
+    try:
+        for r in records:
+            headers = [(k, v) for k, v in r.headers or [] if k not in _DLQ_HEADERS]
+            headers.append((H_REPLAYED_FROM, f"dlq/{r.partition}/{r.offset}".encode()))
+            producer.send(topic, key=r.key, value=r.value, headers=headers).get(timeout=30)
+            sent += 1
+    finally:
+        producer.close()
+    return sent

@@ -424,6 +424,23 @@ class Settings:
         help="deadline of one attempt at one product (DEADLINE_EXCEEDED, retried)",
         min=1,
     )
+    catalog_batch_db: str = setting(
+        "out/catalog_batches.sqlite",
+        env="DRAPE_CATALOG_BATCH_DB",
+        help="SQLite file where `drape serve catalog` keeps its batches (resumed on restart)",
+    )
+    catalog_batch_max_products: int = setting(
+        50000,
+        env="DRAPE_CATALOG_BATCH_MAX_PRODUCTS",
+        help="most products in one CatalogService batch (more: BATCH_TOO_LARGE)",
+        min=1,
+        max=1000000,
+    )
+    catalog_service_address: str = setting(
+        "127.0.0.1:50051",
+        env="DRAPE_CATALOG_SERVICE_ADDRESS",
+        help="CatalogService the `drape catalog batch|status` commands call",
+    )
 
     def __post_init__(self) -> None:
         check_address("DRAPE_GRPC_ADDRESS", self.grpc_address)

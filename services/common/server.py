@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import security
 from services.common.config import Settings, load_settings
 from services.common.errors import ConfigError
 from services.common.interceptors import ConcurrencyLimiter, DrapeInterceptor
@@ -220,7 +221,7 @@ def create_server(
     workers = settings.max_concurrent_rpcs + settings.max_watch_streams + 8
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drape-rpc"),
-        interceptors=[interceptor],
+        interceptors=[*security.server_interceptors(settings, metrics), interceptor],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -245,7 +246,11 @@ def create_server(
         grpc_server,
     )
     try:
-        port = grpc_server.add_insecure_port(address)
+        tls = security.server_tls(settings)  # TLS/mTLS from files, re-read on change
+        if tls is None:
+            port = grpc_server.add_insecure_port(address)
+        else:
+            port = grpc_server.add_secure_port(address, tls.credentials())
     except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
         raise ConfigError("DRAPE_GRPC_ADDRESS", f"cannot listen on {address!r}: {exc}") from None
     if port == 0:
@@ -261,6 +266,8 @@ def serve(*apps: ServiceApp, settings: Settings | None = None) -> int:
     settings = settings or load_settings(type(settings) if settings else Settings)
     configure_logging(settings.log_level, settings.log_format)
     log.info("settings", extra={"settings": settings.redacted()})
+    for warning in security.startup_warnings(settings):
+        log.warning(warning)
     server, port = create_server(settings.grpc_address, *apps, settings=settings)
     stop = threading.Event()
 

@@ -15,9 +15,10 @@ _sym_db = _symbol_database.Default()
 from drape.catalog.v1 import events_pb2 as drape_dot_catalog_dot_v1_dot_events__pb2
 from drape.common.v1 import common_pb2 as drape_dot_common_dot_v1_dot_common__pb2
 from drape.common.v1 import operations_pb2 as drape_dot_common_dot_v1_dot_operations__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&drape/catalog/v1/catalog_service.proto\x12\x10\x64rape.catalog.v1\x1a\x1d\x64rape/catalog/v1/events.proto\x1a\x1c\x64rape/common/v1/common.proto\x1a drape/common/v1/operations.proto\"\xad\x01\n\x11StartBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x33\n\x08products\x18\x03 \x03(\x0b\x32!.drape.catalog.v1.ProductUpserted\x12\x0f\n\x07publish\x18\x04 \x01(\x08\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\"\xdc\x01\n\x0b\x42\x61tchResult\x12\x11\n\tprocessed\x18\x01 \x01(\x03\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x0e\n\x06reused\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x15\n\rdead_lettered\x18\x05 \x01(\x03\x12\x15\n\rskipped_stale\x18\x06 \x01(\x03\x12,\n\x06\x61ssets\x18\x07 \x03(\x0b\x32\x1c.drape.catalog.v1.AssetReady\x12-\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x1b.drape.catalog.v1.JobFailed\"r\n\x12WatchBatchResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.drape.common.v1.Operation\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1d.drape.catalog.v1.BatchResult\"\x9d\x01\n\x10GetBatchResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12-\n\toperation\x18\x02 \x01(\x0b\x32\x1a.drape.common.v1.Operation\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1d.drape.catalog.v1.BatchResult2\xcd\x02\n\x0e\x43\x61talogService\x12M\n\nStartBatch\x12#.drape.catalog.v1.StartBatchRequest\x1a\x1a.drape.common.v1.Operation\x12S\n\nWatchBatch\x12\x1d.drape.common.v1.OperationRef\x1a$.drape.catalog.v1.WatchBatchResponse0\x01\x12M\n\x08GetBatch\x12\x1d.drape.common.v1.OperationRef\x1a\".drape.catalog.v1.GetBatchResponse\x12H\n\x0b\x43\x61ncelBatch\x12\x1d.drape.common.v1.OperationRef\x1a\x1a.drape.common.v1.OperationB@\n\x13\x61i.drape.catalog.v1P\x01Z\'drape.ai/gen/drape/catalog/v1;catalogv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&drape/catalog/v1/catalog_service.proto\x12\x10\x64rape.catalog.v1\x1a\x1d\x64rape/catalog/v1/events.proto\x1a\x1c\x64rape/common/v1/common.proto\x1a drape/common/v1/operations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n\x11StartBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x33\n\x08products\x18\x03 \x03(\x0b\x32!.drape.catalog.v1.ProductUpserted\x12\x0f\n\x07publish\x18\x04 \x01(\x08\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\x12\x14\n\x0cmanifest_uri\x18\x06 \x01(\t\x12\x35\n\rchanged_since\x18\x07 \x01(\x0b\x32\x1e.drape.catalog.v1.ChangedSince\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\"N\n\x0c\x43hangedSince\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x01\n\tBatchItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .drape.catalog.v1.BatchItemState\x12\x12\n\nasset_uris\x18\x06 \x03(\t\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x05\x12\x0e\n\x06reused\x18\x08 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x0f\n\x07message\x18\x0b \x01(\t\"\xbe\x01\n\rBatchProgress\x12\r\n\x05total\x18\x01 \x01(\x03\x12\x11\n\tsucceeded\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x03\x12\x15\n\rskipped_stale\x18\x04 \x01(\x03\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x03\x12\x0e\n\x06reused\x18\x06 \x01(\x03\x12\x1d\n\x15throughput_per_second\x18\x07 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x08 \x01(\x01\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\"\x99\x02\n\x0b\x42\x61tchResult\x12\x11\n\tprocessed\x18\x01 \x01(\x03\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x0e\n\x06reused\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x15\n\rdead_lettered\x18\x05 \x01(\x03\x12\x15\n\rskipped_stale\x18\x06 \x01(\x03\x12,\n\x06\x61ssets\x18\x07 \x03(\x0b\x32\x1c.drape.catalog.v1.AssetReady\x12-\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x1b.drape.catalog.v1.JobFailed\x12*\n\x05items\x18\t \x03(\x0b\x32\x1b.drape.catalog.v1.BatchItem\x12\x0f\n\x07\x64ry_run\x18\n \x01(\x08\"\xa5\x01\n\x12WatchBatchResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.drape.common.v1.Operation\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1d.drape.catalog.v1.BatchResult\x12\x31\n\x08progress\x18\x03 \x01(\x0b\x32\x1f.drape.catalog.v1.BatchProgress\"\xd0\x01\n\x10GetBatchResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12-\n\toperation\x18\x02 \x01(\x0b\x32\x1a.drape.common.v1.Operation\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1d.drape.catalog.v1.BatchResult\x12\x31\n\x08progress\x18\x04 \x01(\x0b\x32\x1f.drape.catalog.v1.BatchProgress*\xcf\x01\n\x0e\x42\x61tchItemState\x12 \n\x1c\x42\x41TCH_ITEM_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42\x41TCH_ITEM_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x42\x41TCH_ITEM_STATE_SUCCEEDED\x10\x02\x12\x1b\n\x17\x42\x41TCH_ITEM_STATE_FAILED\x10\x03\x12\"\n\x1e\x42\x41TCH_ITEM_STATE_SKIPPED_STALE\x10\x04\x12\x1c\n\x18\x42\x41TCH_ITEM_STATE_PLANNED\x10\x05\x32\xcd\x02\n\x0e\x43\x61talogService\x12M\n\nStartBatch\x12#.drape.catalog.v1.StartBatchRequest\x1a\x1a.drape.common.v1.Operation\x12S\n\nWatchBatch\x12\x1d.drape.common.v1.OperationRef\x1a$.drape.catalog.v1.WatchBatchResponse0\x01\x12M\n\x08GetBatch\x12\x1d.drape.common.v1.OperationRef\x1a\".drape.catalog.v1.GetBatchResponse\x12H\n\x0b\x43\x61ncelBatch\x12\x1d.drape.common.v1.OperationRef\x1a\x1a.drape.common.v1.OperationB@\n\x13\x61i.drape.catalog.v1P\x01Z\'drape.ai/gen/drape/catalog/v1;catalogv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -25,14 +26,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.catalog.v1.catalog_se
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\023ai.drape.catalog.v1P\001Z\'drape.ai/gen/drape/catalog/v1;catalogv1'
-  _globals['_STARTBATCHREQUEST']._serialized_start=156
-  _globals['_STARTBATCHREQUEST']._serialized_end=329
-  _globals['_BATCHRESULT']._serialized_start=332
-  _globals['_BATCHRESULT']._serialized_end=552
-  _globals['_WATCHBATCHRESPONSE']._serialized_start=554
-  _globals['_WATCHBATCHRESPONSE']._serialized_end=668
-  _globals['_GETBATCHRESPONSE']._serialized_start=671
-  _globals['_GETBATCHRESPONSE']._serialized_end=828
-  _globals['_CATALOGSERVICE']._serialized_start=831
-  _globals['_CATALOGSERVICE']._serialized_end=1164
+  _globals['_BATCHITEMSTATE']._serialized_start=1629
+  _globals['_BATCHITEMSTATE']._serialized_end=1836
+  _globals['_STARTBATCHREQUEST']._serialized_start=189
+  _globals['_STARTBATCHREQUEST']._serialized_end=456
+  _globals['_CHANGEDSINCE']._serialized_start=458
+  _globals['_CHANGEDSINCE']._serialized_end=536
+  _globals['_BATCHITEM']._serialized_start=539
+  _globals['_BATCHITEM']._serialized_end=770
+  _globals['_BATCHPROGRESS']._serialized_start=773
+  _globals['_BATCHPROGRESS']._serialized_end=963
+  _globals['_BATCHRESULT']._serialized_start=966
+  _globals['_BATCHRESULT']._serialized_end=1247
+  _globals['_WATCHBATCHRESPONSE']._serialized_start=1250
+  _globals['_WATCHBATCHRESPONSE']._serialized_end=1415
+  _globals['_GETBATCHRESPONSE']._serialized_start=1418
+  _globals['_GETBATCHRESPONSE']._serialized_end=1626
+  _globals['_CATALOGSERVICE']._serialized_start=1839
+  _globals['_CATALOGSERVICE']._serialized_end=2172
 # @@protoc_insertion_point(module_scope)

@@ -46,13 +46,18 @@ class CatalogServiceServicer(object):
         """Validates every event and queues the batch; returns the operation at once (QUEUED).
         Starting again with the same request_id returns the existing operation. A batch is
         all or nothing at validation: any invalid event refuses the whole batch with
-        INVALID_ARGUMENT, a google.rpc.ErrorInfo reason and a google.rpc.BadRequest listing
-        every bad field (e.g. "products[3].sku"). Reasons: BATCH_EMPTY (no products),
-        BATCH_TOO_LARGE (more than the server's maximum), INVALID_EVENT (an event lacks
-        event_id, merchant_id, sku or garments, a garment image_uri is not a supported URI,
-        or deliverables ask for nothing), DUPLICATE_EVENT_ID (two events share an event_id),
-        MOTION_NOT_FOUND (an unknown deliverables.motion_template). RESOURCE_EXHAUSTED with
-        reason QUEUE_FULL when the server has too many operations queued.
+        INVALID_ARGUMENT, a google.rpc.ErrorInfo reason and a google.rpc.BadRequest naming
+        the first bad field (e.g. "products[3].sku"). Reasons: BATCH_EMPTY (no products),
+        BATCH_TOO_LARGE (more than the server's maximum), BATCH_SOURCE_CONFLICT (more than one
+        of products, manifest_uri and changed_since), MANIFEST_INVALID (a manifest line or row
+        that is not a product), MANIFEST_UNREADABLE (the manifest cannot be fetched),
+        INVALID_EVENT (an event lacks event_id, merchant_id, sku or garments, a garment
+        image_uri is not a supported URI, or deliverables ask for nothing), DUPLICATE_EVENT_ID
+        (two events share an event_id). An unknown deliverables.motion_template is a failure
+        of that product (MOTION_NOT_FOUND), not of the batch. RESOURCE_EXHAUSTED with reason
+        QUEUE_FULL when the server has too many batches queued. Batches are persisted: a
+        server restarted after a crash resumes its unfinished batches (products already
+        handled are not run again; the one in flight is, and finds its assets by content hash).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,8 +81,8 @@ class CatalogServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CancelBatch(self, request, context):
-        """Stops the batch (products already finished keep their assets) and returns the
-        operation, CANCELLED; an operation already terminal is returned unchanged. NOT_FOUND
+        """Stops the batch (products already finished keep their assets; the report of a
+        cancelled batch lists the rest as PENDING) and returns the operation, CANCELLED; an operation already terminal is returned unchanged. NOT_FOUND
         with reason OPERATION_NOT_FOUND for an unknown or expired id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
