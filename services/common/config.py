@@ -10,7 +10,10 @@ settings by subclassing :class:`Settings`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -21,6 +24,9 @@ from services.common.errors import ConfigError
 
 MiB = 1024 * 1024
 CONFIG_FILE_ENV = "DRAPE_CONFIG_FILE"
+# DRAPE_* variables read outside the settings (not flagged as unknown).
+KNOWN_ENV = frozenset({CONFIG_FILE_ENV, "DRAPE_SALIENCY_MODEL"})
+_warned: set[str] = set()
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -351,7 +357,88 @@ class Settings:
         "", env="DRAPE_KAFKA_SASL_USERNAME", help="SASL/PLAIN user; empty: no authentication"
     )
     kafka_sasl_password: str = setting(
-        "", env="DRAPE_KAFKA_SASL_PASSWORD", help="SASL/PLAIN password", secret=True
+        "", env="DRAPE_KAFKA_SASL_PASSWORD", help="SASL password", secret=True
+    )
+    # --- transport security (README "Security") ---
+    kafka_security_protocol: Literal["auto", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        setting(
+            "auto",
+            env="DRAPE_KAFKA_SECURITY_PROTOCOL",
+            help="Kafka transport; auto: SASL_SSL with a username and DRAPE_KAFKA_SSL_CA_FILE, "
+            "SASL_PLAINTEXT with a username only, SSL with a CA file only, else PLAINTEXT",
+        )
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = setting(
+        "PLAIN", env="DRAPE_KAFKA_SASL_MECHANISM", help="SASL mechanism of the Kafka login"
+    )
+    kafka_ssl_ca_file: str = setting(
+        "",
+        env="DRAPE_KAFKA_SSL_CA_FILE",
+        help="CA bundle (PEM) the brokers' certificates must chain to; empty: system roots",
+    )
+    kafka_ssl_cert_file: str = setting(
+        "", env="DRAPE_KAFKA_SSL_CERT_FILE", help="client certificate (PEM) for mutual TLS"
+    )
+    kafka_ssl_key_file: str = setting(
+        "", env="DRAPE_KAFKA_SSL_KEY_FILE", help="private key (PEM) of the client certificate"
+    )
+    kafka_ssl_check_hostname: bool = setting(
+        True,
+        env="DRAPE_KAFKA_SSL_CHECK_HOSTNAME",
+        help="check that a broker's certificate names the host connected to",
+    )
+    tls_cert_file: str = setting(
+        "",
+        env="DRAPE_TLS_CERT_FILE",
+        help="gRPC server certificate chain (PEM); set: TLS on (re-read when it changes)",
+    )
+    tls_key_file: str = setting(
+        "", env="DRAPE_TLS_KEY_FILE", help="private key (PEM) of DRAPE_TLS_CERT_FILE"
+    )
+    tls_client_ca_file: str = setting(
+        "",
+        env="DRAPE_TLS_CLIENT_CA_FILE",
+        help="CA bundle (PEM) client certificates must chain to; set: mTLS, every client "
+        "must present a certificate",
+    )
+    auth_tokens_file: str = setting(
+        "",
+        env="DRAPE_AUTH_TOKENS_FILE",
+        help="file of name:token lines; set: every call but health needs 'authorization: "
+        "Bearer <token>' (re-read when it changes)",
+    )
+    client_tls: bool = setting(
+        False,
+        env="DRAPE_CLIENT_TLS",
+        help="gRPC clients (CLI, catalog adapter) use TLS (on as well when a DRAPE_CLIENT_*_FILE "
+        "for TLS is set)",
+    )
+    client_ca_file: str = setting(
+        "",
+        env="DRAPE_CLIENT_CA_FILE",
+        help="CA bundle (PEM) a server's certificate must chain to; empty: system roots",
+    )
+    client_cert_file: str = setting(
+        "", env="DRAPE_CLIENT_CERT_FILE", help="gRPC client certificate (PEM) for mTLS"
+    )
+    client_key_file: str = setting(
+        "", env="DRAPE_CLIENT_KEY_FILE", help="private key (PEM) of DRAPE_CLIENT_CERT_FILE"
+    )
+    client_tls_server_name: str = setting(
+        "",
+        env="DRAPE_CLIENT_TLS_SERVER_NAME",
+        help="name the server's certificate must carry when it differs from the address host",
+    )
+    client_token_file: str = setting(
+        "",
+        env="DRAPE_CLIENT_TOKEN_FILE",
+        help="file holding the bearer token gRPC clients send (re-read when it changes)",
+    )
+    strict_env: bool = setting(
+        False,
+        env="DRAPE_STRICT_ENV",
+        help="refuse to start when a DRAPE_* environment variable is not a known setting "
+        "(otherwise a warning)",
     )
     catalog_group_id: str = setting(
         "drape-catalog-adapter",
@@ -480,14 +567,15 @@ class Settings:
     # ---------------------------------------------------------------- presentation
 
     def redacted(self) -> dict[str, str]:
-        """Every setting by environment variable, secrets shown as ``***`` when set."""
+        """Every setting by environment variable, secrets shown as ``***`` when set and
+        credentials inside URL values redacted (:func:`redact_url`)."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.metadata.get("secret"):
                 out[f.metadata["env"]] = "***" if value else ""
             else:
-                out[f.metadata["env"]] = _format(value)
+                out[f.metadata["env"]] = redact_url(_format(value))
         return out
 
     @classmethod
@@ -507,6 +595,7 @@ class Settings:
             )
         return rows
 
+        _check_security(self)
 
 def check_address(env: str, address: str) -> None:
     """Check a ``host:port`` (``[v6]:port`` for IPv6) with a port in 0..65535.
@@ -573,6 +662,92 @@ def _convert(name: str, env: str, tp: Any, raw: Any, meta: Mapping[str, Any]) ->
             return Path(str(raw))
         elif tp is str:
             return str(raw)
+# Query parameters whose values are credentials (presigned URLs, API keys).
+_SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|secret|passw|key|auth|session)")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``***``.
+
+    Each comma-separated item is treated as a URL (``scheme://user:pass@host/...``) or a
+    broker address (``user:pass@host:port``): its user information becomes ``***`` and
+    the values of credential-like query parameters (``X-Amz-Signature``, ``token``…) too.
+    Over-redacting is preferred to leaking: an ``@`` later in a path redacts up to it.
+    """
+    if "@" not in text and "?" not in text:
+        return text
+    return ",".join(_redact_item(item) for item in text.split(","))
+
+
+def _redact_item(item: str) -> str:
+    m = _SCHEME.match(item.lstrip())
+    lead = item[: len(item) - len(item.lstrip())]
+    body = item.lstrip()
+    scheme = m.group(0) if m else ""
+    rest = body[len(scheme) :]
+    query = ""
+    if scheme and "?" in rest:
+        rest, _, query = rest.partition("?")
+        query = "&".join(
+            f"{k}=***" if sep and _SECRET_PARAM.search(k) else k + sep + v
+            for k, sep, v in (p.partition("=") for p in query.split("&"))
+        )
+        query = "?" + query
+    if "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        if scheme or ":" in userinfo:
+            rest = "***@" + host
+    return lead + scheme + rest + query
+
+
+def _check_security(s: Settings) -> None:
+    """Pairs of transport-security settings that only work together."""
+    if bool(s.tls_cert_file) != bool(s.tls_key_file):
+        missing = "DRAPE_TLS_KEY_FILE" if s.tls_cert_file else "DRAPE_TLS_CERT_FILE"
+        raise ConfigError(missing, "TLS needs both DRAPE_TLS_CERT_FILE and DRAPE_TLS_KEY_FILE")
+    if s.tls_client_ca_file and not s.tls_cert_file:
+        raise ConfigError(
+            "DRAPE_TLS_CLIENT_CA_FILE", "mTLS needs TLS on: set DRAPE_TLS_CERT_FILE and _KEY_FILE"
+        )
+    if bool(s.client_cert_file) != bool(s.client_key_file):
+        missing = "DRAPE_CLIENT_KEY_FILE" if s.client_cert_file else "DRAPE_CLIENT_CERT_FILE"
+        raise ConfigError(missing, "a client certificate needs both a certificate and a key")
+    if bool(s.kafka_ssl_cert_file) != bool(s.kafka_ssl_key_file):
+        missing = (
+            "DRAPE_KAFKA_SSL_KEY_FILE" if s.kafka_ssl_cert_file else "DRAPE_KAFKA_SSL_CERT_FILE"
+        )
+        raise ConfigError(missing, "a Kafka client certificate needs both a certificate and a key")
+    if s.kafka_security_protocol.startswith("SASL") and not s.kafka_sasl_username:
+        raise ConfigError("DRAPE_KAFKA_SASL_USERNAME", f"required by {s.kafka_security_protocol}")
+
+
+def unknown_env(cls: type[Settings], env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(variable, suggestion)`` for each ``DRAPE_*`` variable that no setting reads.
+
+    The suggestion is the closest known name (:func:`difflib.get_close_matches`), or "".
+    """
+    known = {f.metadata["env"] for f in dataclasses.fields(cls)} | KNOWN_ENV
+    out = []
+    for name in sorted(env):
+        if name.startswith("DRAPE_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            out.append((name, close[0] if close else ""))
+    return out
+
+
+def _check_env(cls: type[Settings], env: Mapping[str, str], strict: bool) -> None:
+    for name, guess in unknown_env(cls, env):
+        hint = f"; did you mean {guess}?" if guess else ""
+        if strict:
+            raise ConfigError(name, f"unknown environment variable (DRAPE_STRICT_ENV is on){hint}")
+        if name not in _warned:
+            _warned.add(name)
+            logging.getLogger("drape.config").warning(
+                "unknown environment variable %s is ignored%s", name, hint
+            )
+
+
         else:  # pragma: no cover - a programming error in a Settings subclass
             raise TypeError(f"unsupported setting type {tp!r}")
     except (TypeError, ValueError) as exc:
@@ -637,3 +812,4 @@ def load_settings(
         f = fields[name]
         values[name] = _convert(name, f.metadata["env"], hints[name], raw, f.metadata)
     return cls(**values)
+    _check_env(cls, env, bool(values.get("strict_env", False)))
