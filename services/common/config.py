@@ -545,6 +545,7 @@ class Settings:
             )
         if self.kafka_sasl_username and not self.kafka_sasl_password:
             raise ConfigError("DRAPE_KAFKA_SASL_PASSWORD", "required when a username is set")
+        _check_security(self)
         if not self.catalog_asset_store.startswith(("file://", "s3://")):
             raise ConfigError(
                 "DRAPE_CATALOG_ASSET_STORE",
@@ -595,73 +596,7 @@ class Settings:
             )
         return rows
 
-        _check_security(self)
 
-def check_address(env: str, address: str) -> None:
-    """Check a ``host:port`` (``[v6]:port`` for IPv6) with a port in 0..65535.
-
-    Raises:
-        ConfigError: naming ``env`` when the address cannot be a listening address.
-    """
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(
-            env, f"invalid address {address!r}: expected host:port with a port 0-65535"
-        )
-    if host.startswith("[") != host.endswith("]"):
-        raise ConfigError(env, f"invalid address {address!r}: unbalanced brackets")
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "|".join(str(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple:
-        return "list"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(name: str, env: str, tp: Any, raw: Any, meta: Mapping[str, Any]) -> Any:
-    """Convert a raw value (env string or TOML value) to ``tp`` and check its bounds."""
-    origin = typing.get_origin(tp)
-    try:
-        if origin is Literal:
-            choices = typing.get_args(tp)
-            value = str(raw).strip()
-            # Level names are case-insensitive; everything else is exact.
-            matched = [c for c in choices if c == value or (c.isupper() and c == value.upper())]
-            if not matched:
-                raise ValueError(f"must be one of {', '.join(map(str, choices))}")
-            return matched[0]
-        if origin is tuple:
-            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
-            return tuple(s.strip() for s in map(str, items) if s.strip())
-        if tp is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError("must be true or false")
-        if tp is int:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError("must be an integer")
-            value = int(str(raw).strip().replace("_", ""))
-        elif tp is float:
-            value = float(str(raw).strip())
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError("must be a finite number")
-        elif tp is Path:
-            return Path(str(raw))
-        elif tp is str:
-            return str(raw)
 # Query parameters whose values are credentials (presigned URLs, API keys).
 _SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|secret|passw|key|auth|session)")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://")
@@ -748,6 +683,71 @@ def _check_env(cls: type[Settings], env: Mapping[str, str], strict: bool) -> Non
             )
 
 
+def check_address(env: str, address: str) -> None:
+    """Check a ``host:port`` (``[v6]:port`` for IPv6) with a port in 0..65535.
+
+    Raises:
+        ConfigError: naming ``env`` when the address cannot be a listening address.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            env, f"invalid address {address!r}: expected host:port with a port 0-65535"
+        )
+    if host.startswith("[") != host.endswith("]"):
+        raise ConfigError(env, f"invalid address {address!r}: unbalanced brackets")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(name: str, env: str, tp: Any, raw: Any, meta: Mapping[str, Any]) -> Any:
+    """Convert a raw value (env string or TOML value) to ``tp`` and check its bounds."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            value = str(raw).strip()
+            # Level names are case-insensitive; everything else is exact.
+            matched = [c for c in choices if c == value or (c.isupper() and c == value.upper())]
+            if not matched:
+                raise ValueError(f"must be one of {', '.join(map(str, choices))}")
+            return matched[0]
+        if origin is tuple:
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(s.strip() for s in map(str, items) if s.strip())
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("must be true or false")
+        if tp is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("must be an integer")
+            value = int(str(raw).strip().replace("_", ""))
+        elif tp is float:
+            value = float(str(raw).strip())
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError("must be a finite number")
+        elif tp is Path:
+            return Path(str(raw))
+        elif tp is str:
+            return str(raw)
         else:  # pragma: no cover - a programming error in a Settings subclass
             raise TypeError(f"unsupported setting type {tp!r}")
     except (TypeError, ValueError) as exc:
@@ -811,5 +811,5 @@ def load_settings(
             raise ConfigError(name, "unknown setting")
         f = fields[name]
         values[name] = _convert(name, f.metadata["env"], hints[name], raw, f.metadata)
-    return cls(**values)
     _check_env(cls, env, bool(values.get("strict_env", False)))
+    return cls(**values)
