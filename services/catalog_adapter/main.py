@@ -8,10 +8,14 @@ roster photo (so the first product is not slow and a bad roster stops start-up),
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 
+from services.catalog_adapter.fetch import FetchPolicy
+from services.catalog_adapter.health import AdapterHealth, start_health_server
 from services.catalog_adapter.jobs import JobRunner
 from services.catalog_adapter.roster import builtin_rosters, load_rosters
 from services.catalog_adapter.runners import (
@@ -27,6 +31,7 @@ from services.common.logs import configure_logging
 from services.common.metrics import Metrics
 
 log = logging.getLogger("drape.catalog")
+BACKSTOP_SLACK = 0.5  # seconds past the grace period before a hung shutdown is cut short
 
 
 def build_jobs(settings) -> JobRunner:
@@ -40,16 +45,40 @@ def build_jobs(settings) -> JobRunner:
         store = open_store(settings.catalog_asset_store, settings)
     except (ValueError, OSError) as exc:
         raise ConfigError("DRAPE_CATALOG_ASSET_STORE", str(exc)) from None
-    reader = ReferenceReader(settings.max_image_bytes, s3=s3_client_from_settings(settings))
+    s3 = s3_client_from_settings(settings)
+    try:
+        policy = FetchPolicy.from_settings(settings)
+    except ValueError as exc:
+        env, _, message = str(exc).partition(": ")
+        raise ConfigError(env, message) from None
+    # Events' references are fetched under the policy; the operator's rosters are trusted.
+    reader = ReferenceReader(settings.max_image_bytes, s3=s3, policy=policy)
+    roster_reader = ReferenceReader(settings.max_image_bytes, s3=s3)
     limits = ImageLimits.from_settings(settings)
     if settings.catalog_rosters_file:
-        rosters = load_rosters(settings.catalog_rosters_file, reader, limits)
+        rosters = load_rosters(settings.catalog_rosters_file, roster_reader, limits)
     else:
         rosters = builtin_rosters()
     stills = make_still_runner(settings)
     stills.warm(rosters.all_models())
     clips = load_clip_runner(settings.catalog_clip_runner, settings)
     return JobRunner(store, rosters, stills, clips, reader)
+
+
+def _arm_backstop(grace: float) -> None:
+    """End the process ``BACKSTOP_SLACK`` after the grace period even if an orderly shutdown
+    step hangs (offsets of finished work are committed as it goes; nothing else is)."""
+
+    def fire() -> None:
+        log.error("shutdown overran DRAPE_GRACE_PERIOD_SECONDS; exiting now")
+        for h in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                h.flush()
+        os._exit(1)
+
+    timer = threading.Timer(grace + BACKSTOP_SLACK, fire)
+    timer.daemon = True
+    timer.start()
 
 
 def run_adapter(settings=None, bootstrap: str | None = None) -> int:
@@ -60,14 +89,24 @@ def run_adapter(settings=None, bootstrap: str | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("settings", extra={"settings": settings.redacted()})
     metrics = Metrics(service="catalog_adapter", variants=settings.metrics_variants)
-    jobs = build_jobs(settings)
+    # /metrics, /healthz, /readyz: up before the warm-up, so probes see live but not ready.
+    health = AdapterHealth()
+    http = start_health_server(metrics, health, settings)
+    if http is not None:
+        log.info("metrics", extra={"metrics_port": http.port})
+    try:
+        jobs = build_jobs(settings)
+    except BaseException:
+        if http is not None:
+            http.close()
+        raise
     adapter = CatalogAdapter(settings, jobs, metrics, bootstrap=bootstrap)
-    if settings.metrics_port >= 0:
-        port = metrics.serve(settings.metrics_port, settings.metrics_address)
-        log.info("metrics", extra={"metrics_port": port})
+    health.started(adapter.stop_event)
 
     def on_signal(signum, _frame):
         log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        if not adapter.stop_event.is_set():
+            _arm_backstop(settings.grace_period_seconds)
         adapter.stop_event.set()
 
     if threading.current_thread() is threading.main_thread():
@@ -76,6 +115,8 @@ def run_adapter(settings=None, bootstrap: str | None = None) -> int:
     try:
         return adapter.run()
     finally:
+        if http is not None:
+            http.close()
         metrics.close()
         close = getattr(jobs.stills, "close", None)
         if close:

@@ -31,6 +31,12 @@ from services.common.metrics import Metrics
 
 log = logging.getLogger("drape.server")
 
+# grpc.health.v1 service name of the liveness signal: SERVING for as long as the process runs,
+# also while it loads or drains (a Kubernetes livenessProbe asks for it, so a loading or
+# draining pod is unready, not killed). "" and every hosted service follow load and drain
+# (the readiness signal). NOT_SERVING only when start-up failed.
+LIVENESS_SERVICE = "liveness"
+
 
 class ServiceApp:
     """One service's part of a server: its servicers and its model lifecycle.
@@ -82,13 +88,19 @@ class DrapeServer:
         self._loader: threading.Thread | None = None
         self._stopped = threading.Event()
         self._drain_lock = threading.Lock()
+        self._health_lock = threading.Lock()
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
     def _set_health(self, status: int) -> None:
-        for name in ["", *self.service_names]:
-            self.health.set(name, status)
+        """Set the readiness signal ("" and every hosted service); once draining, it stays
+        NOT_SERVING (a late end of loading must not flip it back)."""
+        with self._health_lock:
+            if status == health_pb2.HealthCheckResponse.SERVING and self.draining.is_set():
+                return
+            for name in ["", *self.service_names]:
+                self.health.set(name, status)
 
     def start(self) -> None:
         """Start serving (health NOT_SERVING), then load and warm up every app in the
@@ -118,6 +130,7 @@ class DrapeServer:
                     app.warmup()
         except BaseException as exc:  # noqa: BLE001 - reported, health stays NOT_SERVING
             self.load_error = exc
+            self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
             log.error("start-up failed; health stays NOT_SERVING: %s", exc, exc_info=exc)
             return
         if not self.draining.is_set():
@@ -153,7 +166,8 @@ class DrapeServer:
         grace = self.settings.grace_period_seconds if grace is None else grace
         self.draining.set()
         self.ready.clear()
-        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and stays so
+        # Every service NOT_SERVING, and stays so; the liveness signal stays SERVING.
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         log.info(
             "draining",
             extra={
@@ -237,6 +251,7 @@ def create_server(
         server.service_names.extend(app.register(grpc_server, server))
     health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
     server._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+    server.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [
             *server.service_names,
