@@ -3,6 +3,7 @@ broker (Tansu) started once for the test session on a free loopback port."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# botocore's credential chain would otherwise ask the link-local instance-metadata address
+# when a test leaves the keys empty: tests talk to loopback only.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 from services.common.config import load_settings  # noqa: E402
 from services.common.kafka import TansuBroker  # noqa: E402
@@ -52,3 +56,14 @@ def kafka_broker():
     broker = TansuBroker().start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto's server mode) on a free loopback port for the whole session;
+    see tests/s3server.py."""
+    from s3server import MotoS3
+
+    server = MotoS3().start()
+    yield server
+    server.stop()

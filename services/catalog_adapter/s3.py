@@ -1,32 +1,34 @@
-"""A minimal S3-compatible client: GET, PUT and LIST (v2) objects, signed with AWS
-Signature Version 4, over ``requests``. Path-style addressing
-(``https://ENDPOINT/BUCKET/KEY``), which AWS and the self-hosted S3-compatible stores
-accept.
+"""S3 through botocore/boto3: GET, PUT (multipart for large objects), conditional PUT and
+LIST, against AWS or any S3-compatible store.
 
-Signing follows the published algorithm ("Authenticating Requests: Using the Authorization
-Header (AWS Signature Version 4)", Amazon S3 API reference): a canonical request, a string
-to sign over its SHA-256, and an HMAC-SHA256 key derived from the secret, the date, the
-region and the service. :func:`sign` is pure so it can be checked against the worked
-examples in that reference.
+What botocore brings over a hand-written signer:
+
+* **Credentials from the default chain** when no static keys are configured: environment,
+  web identity (EKS IRSA: ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``), assumed roles
+  and SSO profiles, container and instance metadata. Temporary (STS) credentials are
+  refreshed before they expire.
+* **Retries** of throttling, 5xx and connection errors with backoff (``standard`` mode).
+* **Multipart uploads** above :data:`MULTIPART_THRESHOLD`, parts sent in parallel.
+
+Errors are mapped onto the project's: a request that will fail again (403, missing bucket,
+bad request) is :class:`InvalidInputError` ``ASSET_STORE_REFUSED``; anything transient
+(network, 5xx after the retries) is :class:`UnavailableError` ``ASSET_STORE_FAILED``. The
+messages name the bucket and key and the S3 error code, never the credentials.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import hashlib
-import hmac
-import xml.etree.ElementTree as ET
-from urllib.parse import quote, urlparse
+import io
+from urllib.parse import urlparse
 
 from services.common.errors import InvalidInputError, UnavailableError
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
+# Codes that mean the same request will fail again: not worth a retry by the caller.
+_REFUSED = {"400", "403", "404", "AccessDenied", "NoSuchBucket", "InvalidBucketName"}
 
 
 def sign(
@@ -42,148 +44,235 @@ def sign(
     secret_key: str,
     service: str = "s3",
 ) -> str:
-    """The ``Authorization`` header value of one request.
+    """The SigV4 ``Authorization`` header value of one request, computed by botocore's
+    signer (kept as a function so it can be checked against the published examples of the
+    Amazon S3 API reference).
 
     Args:
         method: HTTP method.
-        host: the Host header (``bucket.s3.amazonaws.com`` or ``endpoint:port``).
-        path: the absolute, not yet encoded request path (``/bucket/key``).
+        host: the Host header.
+        path: the absolute request path (``/bucket/key``), not yet encoded.
         query: query parameters, not yet encoded.
         headers: headers to sign besides ``host`` (``x-amz-date`` and
-            ``x-amz-content-sha256`` must be among them), any case.
+            ``x-amz-content-sha256`` among them).
         payload_sha256: lowercase hex SHA-256 of the body.
         amz_date: ``YYYYMMDDTHHMMSSZ``.
         region, access_key, secret_key, service: the credential scope.
     """
-    hdrs = {"host": host, **{k.lower(): " ".join(str(v).split()) for k, v in headers.items()}}
-    names = sorted(hdrs)
-    canonical = "\n".join(
-        [
-            method,
-            quote(path, safe="/~"),
-            "&".join(
-                f"{quote(k, safe='~')}={quote(str(v), safe='~')}" for k, v in sorted(query.items())
-            ),
-            "".join(f"{n}:{hdrs[n]}\n" for n in names),
-            ";".join(names),
-            payload_sha256,
-        ]
-    )
-    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = _hmac(("AWS4" + secret_key).encode(), amz_date[:8])
-    for part in (region, service, "aws4_request"):
-        key = _hmac(key, part)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    from urllib.parse import quote, urlencode
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"https://{host}{quote(path, safe='/~')}"
+    if query:
+        url += "?" + urlencode(sorted(query.items()))
+    hdrs = {**headers, "x-amz-content-sha256": payload_sha256}
+    req = AWSRequest(method=method, url=url, headers=hdrs)
+    req.context["timestamp"] = amz_date
+    auth = S3SigV4Auth(Credentials(access_key, secret_key), service, region)
+    canonical = auth.canonical_request(req)
+    signature = auth.signature(auth.string_to_sign(req, canonical), req)
     return (
-        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+        f"AWS4-HMAC-SHA256 Credential={auth.scope(req)}, "
+        f"SignedHeaders={auth.signed_headers(auth.headers_to_sign(req))}, Signature={signature}"
     )
+
+
+def _addressing(host: str) -> str:
+    # AWS itself: virtual-hosted names (path style is deprecated there); self-hosted and
+    # test stores (an IP, a cluster service name) have no per-bucket DNS names.
+    return "virtual" if host.endswith(".amazonaws.com") else "path"
 
 
 class S3Client:
-    """Signed requests to one S3-compatible endpoint.
+    """One S3 endpoint through a thread-safe botocore client.
 
     Args:
-        endpoint: ``https://host[:port]`` (``http://`` for a local store).
+        endpoint: ``https://host[:port]`` (``http://`` for a local store); empty for AWS's
+            regional endpoint.
         region: signing region.
-        access_key, secret_key: credentials; both empty sends unsigned requests (public
-            buckets).
-        timeout: seconds per request.
+        access_key, secret_key: static credentials; both empty uses botocore's default
+            credential chain (IRSA, STS roles, environment, instance metadata).
+        timeout: seconds to connect and seconds per read.
+        max_attempts: tries per request, retries included (botocore ``standard`` mode).
+        multipart_threshold: objects this large or larger are uploaded in parts.
     """
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str = "",
         region: str = "us-east-1",
         access_key: str = "",
         secret_key: str = "",
         timeout: float = 30.0,
+        max_attempts: int = 5,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
     ) -> None:
-        import requests
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
 
-        parsed = urlparse(endpoint)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"S3 endpoint must be http(s)://host[:port], got {endpoint!r}")
-        self.base = f"{parsed.scheme}://{parsed.netloc}"
-        self.host = parsed.netloc
-        self.region, self.access_key, self.secret_key = region, access_key, secret_key
-        self.timeout = timeout
-        self.session = requests.Session()
+        host = "s3.amazonaws.com"
+        if endpoint:
+            parsed = urlparse(endpoint)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(
+                    f"S3 endpoint must be http(s)://host[:port], got {parsed.scheme or '?'}://…"
+                )
+            host = parsed.hostname or ""
+            endpoint = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}"
+        if bool(access_key) != bool(secret_key):
+            raise ValueError("set both the S3 access key and secret key, or neither")
+        session = boto3.session.Session(
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            region_name=region or "us-east-1",
+        )
+        config = Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            s3={"addressing_style": _addressing(host)},
+            max_pool_connections=16,
+            # Checksums only where S3 requires them: several S3-compatible stores refuse
+            # the trailing CRC32 botocore sends by default since 1.36.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self.client = session.client("s3", endpoint_url=endpoint or None, config=config)
+        self.transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=max(MULTIPART_CHUNK, 5 * 1024 * 1024),
+            max_concurrency=4,
+            use_threads=True,
+        )
 
-    def _request(
-        self,
-        method: str,
-        bucket: str,
-        key: str = "",
-        query: dict[str, str] | None = None,
-        body: bytes = b"",
-        headers: dict[str, str] | None = None,
-    ):
-        import requests
-
-        query = query or {}
-        path = f"/{bucket}/{key}" if key else f"/{bucket}"
-        digest = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
-        amz_date = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        hdrs = {"x-amz-date": amz_date, "x-amz-content-sha256": digest, **(headers or {})}
-        if self.access_key:
-            hdrs["Authorization"] = sign(
-                method, self.host, path, query, {k: v for k, v in hdrs.items()}, digest,
-                amz_date, self.region, self.access_key, self.secret_key,
-            )  # fmt: skip
-        url = self.base + quote(path, safe="/~")
-        try:
-            return self.session.request(
-                method, url, params=query, data=body or None, headers=hdrs, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise UnavailableError(
-                "ASSET_STORE_FAILED", f"S3 {method} {bucket}/{key} failed: {exc}"
-            ) from None
+    # ------------------------------------------------------------------ errors
 
     @staticmethod
-    def _check(resp, what: str) -> None:
-        if resp.status_code < 300:
-            return
-        code = ""
-        with contextlib.suppress(ET.ParseError):
-            code = ET.fromstring(resp.content).findtext("Code") or ""
-        msg = f"S3 {what}: HTTP {resp.status_code} {code}".strip()
-        if resp.status_code in (400, 403, 404):  # the same request will fail again
-            raise InvalidInputError("ASSET_STORE_REFUSED", msg)
-        raise UnavailableError("ASSET_STORE_FAILED", msg)
+    def _raise(exc: Exception, what: str):
+        from botocore.exceptions import ClientError
 
-    def get_object(self, bucket: str, key: str) -> bytes | None:
-        """The object's bytes, None when it does not exist."""
-        resp = self._request("GET", bucket, key)
-        if resp.status_code == 404:
-            return None
-        self._check(resp, f"GET {bucket}/{key}")
-        return resp.content
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            msg = f"S3 {what}: HTTP {status} {code}".strip()
+            if code in _REFUSED or status in (400, 403, 404):
+                raise InvalidInputError("ASSET_STORE_REFUSED", msg) from None
+            raise UnavailableError("ASSET_STORE_FAILED", msg) from None
+        # BotoCoreError: connection refused or reset, timeouts, no credentials found.
+        raise UnavailableError(
+            "ASSET_STORE_FAILED", f"S3 {what} failed: {type(exc).__name__}"
+        ) from None
+
+    @staticmethod
+    def _missing(exc: Exception) -> bool:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(exc, ClientError):
+            return False
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return code in ("NoSuchKey", "404", "NotFound")
+
+    # ------------------------------------------------------------------ objects
+
+    def get_object(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The object's bytes, None when it does not exist.
+
+        Args:
+            max_bytes: read at most this many bytes plus one (a caller's size check then
+                refuses the object without holding all of it).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp = self.client.get_object(Bucket=bucket, Key=key)
+            body = resp["Body"]
+            try:
+                return body.read(max_bytes + 1) if max_bytes is not None else body.read()
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as exc:
+            if self._missing(exc):
+                return None
+            self._raise(exc, f"GET {bucket}/{key}")
 
     def put_object(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
-        """Store ``data`` (atomic: S3 never shows a partly written object)."""
-        resp = self._request("PUT", bucket, key, body=data, headers={"content-type": content_type})
-        self._check(resp, f"PUT {bucket}/{key}")
+        """Store ``data``; atomic (S3 never shows a partly written object, multipart
+        included: the object appears when the upload completes)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        from s3transfer.exceptions import S3UploadFailedError
 
-    def list_objects(self, bucket: str, prefix: str = "") -> list[str]:
-        """Every key under ``prefix`` (ListObjectsV2, following continuation tokens)."""
+        try:
+            self.client.upload_fileobj(
+                io.BytesIO(data), bucket, key,
+                ExtraArgs={"ContentType": content_type}, Config=self.transfer,
+            )  # fmt: skip
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, f"PUT {bucket}/{key}")
+        except S3UploadFailedError as exc:
+            raise UnavailableError(
+                "ASSET_STORE_FAILED", f"S3 PUT {bucket}/{key}: multipart upload failed"
+            ) from exc
+
+    def put_object_if_absent(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> bool:
+        """Store ``data`` only when ``key`` does not exist (``If-None-Match: *``); True when
+        written, False when the key was already there. For small records (one request)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+            return True
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError):
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    return False
+            self._raise(exc, f"PUT {bucket}/{key}")
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Remove ``key`` (no error when it is absent)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, f"DELETE {bucket}/{key}")
+
+    def list_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> list[str]:
+        """Every key under ``prefix`` (ListObjectsV2, all pages of ``page_size`` keys)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         keys: list[str] = []
-        token = ""
-        while True:
-            query = {"list-type": "2", "prefix": prefix}
-            if token:
-                query["continuation-token"] = token
-            resp = self._request("GET", bucket, query=query)
-            self._check(resp, f"LIST {bucket}/{prefix}")
-            root = ET.fromstring(resp.content)
-            ns = _S3_NS if root.tag.startswith(_S3_NS) else ""
-            keys += [c.findtext(f"{ns}Key") for c in root.iter(f"{ns}Contents")]
-            token = root.findtext(f"{ns}NextContinuationToken") or ""
-            if root.findtext(f"{ns}IsTruncated") != "true" or not token:
-                return keys
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+            ):
+                keys += [o["Key"] for o in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, f"LIST {bucket}/{prefix}")
+        return keys
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create ``bucket`` (for tests and first set-up; no error when it is ours)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.create_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                self._raise(exc, f"CREATE {bucket}")
+        except BotoCoreError as exc:
+            self._raise(exc, f"CREATE {bucket}")

@@ -6,9 +6,10 @@ Two implementations behind one small interface (:class:`AssetStore`):
   the target directory, is fsynced, then renamed over the final name (``os.replace`` is
   atomic on POSIX), and the directory is fsynced: a crash at any moment leaves either the
   old file, the new file, or a stray ``.tmp-*`` file that readers never list.
-* :class:`S3Store`: any S3-compatible object store through :mod:`services.catalog_adapter.s3`
-  (a small SigV4 client over ``requests``). A PUT is atomic by the S3 contract: an object
-  is visible whole or not at all, so no rename is needed.
+* :class:`S3Store`: AWS S3 or any S3-compatible object store through
+  :mod:`services.catalog_adapter.s3` (botocore: the default credential chain, retries,
+  multipart uploads). A PUT is atomic by the S3 contract: an object is visible whole or not
+  at all, so no rename is needed.
 
 Keys are ``/``-separated relative paths made only of checked segments (see
 :func:`check_segment`), so a merchant id can never climb out of the store.
@@ -69,6 +70,17 @@ class AssetStore(Protocol):
             UnavailableError: ASSET_STORE_FAILED (transient).
         """
 
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        """Write ``data`` under ``key`` only when no object is there (atomic test-and-set:
+        of two replicas racing, exactly one wins). True when written.
+
+        Raises:
+            UnavailableError: ASSET_STORE_FAILED (transient).
+        """
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when absent."""
+
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix``, sorted; temporary files are never listed."""
 
@@ -104,6 +116,20 @@ class FileStore:
             ) from None
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._write(key, data, exclusive=False)
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        return self._write(key, data, exclusive=True)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise UnavailableError(
+                "ASSET_STORE_FAILED", f"cannot delete {key}: {exc.strerror or exc}"
+            ) from None
+
+    def _write(self, key: str, data: bytes, exclusive: bool) -> bool:
         path = self._path(key)
         tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
         try:
@@ -116,12 +142,22 @@ class FileStore:
                 os.fsync(fd)  # the bytes are on disk before the name points at them
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            if exclusive:
+                # link() fails when the name exists: the complete file appears or nothing.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
             dfd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dfd)  # and the rename itself survives a power cut
             finally:
                 os.close(dfd)
+            return True
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise UnavailableError(
@@ -164,6 +200,12 @@ class S3Store:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(self.bucket, self._key(key), data, content_type)
 
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        return self.client.put_object_if_absent(self.bucket, self._key(key), data, content_type)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(self.bucket, self._key(key))
+
     def list(self, prefix: str = "") -> list[str]:
         keys = self.client.list_objects(self.bucket, self._key(prefix))
         cut = len(self.prefix) + 1 if self.prefix else 0
@@ -172,7 +214,9 @@ class S3Store:
 
 def s3_client_from_settings(settings):
     """An :class:`~services.catalog_adapter.s3.S3Client` from the ``catalog_s3_*`` settings,
-    or None when no endpoint is configured."""
+    or None when no endpoint is configured. Without an access key the client takes its
+    credentials from botocore's default chain (IRSA web identity, STS roles, environment,
+    instance metadata)."""
     if not settings.catalog_s3_endpoint:
         return None
     from services.catalog_adapter.s3 import S3Client
