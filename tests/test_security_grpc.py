@@ -173,9 +173,8 @@ def test_tls_refuses_a_client_that_trusts_another_ca(serve, pki):
 
 def test_tls_server_refuses_plaintext_client(serve, pki):
     port = serve(**tls_server(pki))
-    with channel(port) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            who(ch, timeout=5)
+    with channel(port) as ch, pytest.raises(grpc.RpcError) as err:
+        who(ch, timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -214,11 +213,16 @@ def test_mtls_refuses_a_client_without_certificate(serve, pki):
 def test_mtls_refuses_a_certificate_from_another_ca(serve, pki):
     port = serve(**tls_server(pki, mutual=True))
     cert, key = pki["client_other"]
-    with channel(
-        port, client_ca_file=str(pki["ca"][0]), client_cert_file=str(cert), client_key_file=str(key)
-    ) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            who(ch, timeout=5)
+    with (
+        channel(
+            port,
+            client_ca_file=str(pki["ca"][0]),
+            client_cert_file=str(cert),
+            client_key_file=str(key),
+        ) as ch,
+        pytest.raises(grpc.RpcError) as err,
+    ):
+        who(ch, timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -231,9 +235,8 @@ def test_server_certificate_rotation_without_restart(serve, pki, tmp_path):
     replace(pki["server"][1], key)
     port = serve(tls_cert_file=str(cert), tls_key_file=str(key))
     new_ca = str(pki["other"][0])
-    with channel(port, client_ca_file=new_ca) as ch:
-        with pytest.raises(grpc.RpcError):
-            who(ch, timeout=5)  # the server still shows the first CA's certificate
+    with channel(port, client_ca_file=new_ca) as ch, pytest.raises(grpc.RpcError):
+        who(ch, timeout=5)  # the server still shows the first CA's certificate
     # A half-done rotation (new certificate, old key) is not taken: handshakes go on with
     # the old pair.
     replace(pki["server_other"][0], cert)
@@ -242,9 +245,8 @@ def test_server_certificate_rotation_without_restart(serve, pki, tmp_path):
     replace(pki["server_other"][1], key)  # rotation complete
     with channel(port, client_ca_file=new_ca) as ch:
         assert who(ch) == ""
-    with channel(port, client_ca_file=str(pki["ca"][0])) as ch:
-        with pytest.raises(grpc.RpcError):
-            who(ch, timeout=5)
+    with channel(port, client_ca_file=str(pki["ca"][0])) as ch, pytest.raises(grpc.RpcError):
+        who(ch, timeout=5)
 
 
 def test_client_certificate_rotation_without_new_channel(serve, pki, tmp_path):
@@ -271,9 +273,8 @@ def test_client_ca_rotation_picked_up_by_the_server(serve, pki, tmp_path):
     port = serve(**tls_server(pki, tls_client_ca_file=str(client_ca)))
     cert, key = pki["client"]
     kw = {"client_ca_file": str(pki["ca"][0]), "client_cert_file": str(cert)}
-    with channel(port, client_key_file=str(key), **kw) as ch:
-        with pytest.raises(grpc.RpcError):
-            who(ch, timeout=5)
+    with channel(port, client_key_file=str(key), **kw) as ch, pytest.raises(grpc.RpcError):
+        who(ch, timeout=5)
     replace(pki["ca"][0], client_ca)
     with channel(port, client_key_file=str(key), **kw) as ch:
         assert who(ch) == "shop-backend"
@@ -316,9 +317,8 @@ def test_token_ok_names_the_caller(token_server, tmp_path):
 
 def test_token_missing_is_unauthenticated_with_reason(token_server):
     port, _ = token_server
-    with channel(port) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            who(ch)
+    with channel(port) as ch, pytest.raises(grpc.RpcError) as err:
+        who(ch)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(err.value) == "TOKEN_MISSING"
 
@@ -326,9 +326,8 @@ def test_token_missing_is_unauthenticated_with_reason(token_server):
 @pytest.mark.parametrize("header", [f"Bearer {GOOD}x", f"Basic {GOOD}", "Bearer", GOOD[:-1]])
 def test_token_wrong_is_unauthenticated_with_reason(token_server, header):
     port, _ = token_server
-    with channel(port) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            ch.unary_unary("/test.Who/Am")(b"", timeout=10, metadata=[("authorization", header)])
+    with channel(port) as ch, pytest.raises(grpc.RpcError) as err:
+        ch.unary_unary("/test.Who/Am")(b"", timeout=10, metadata=[("authorization", header)])
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(err.value) == "TOKEN_INVALID"
 
@@ -342,9 +341,8 @@ def test_health_needs_no_token(token_server):
 def test_unknown_method_without_token_is_unauthenticated(token_server):
     # No probing for which methods exist without a token.
     port, _ = token_server
-    with channel(port) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            ch.unary_unary("/test.Nope/Nothing")(b"", timeout=10)
+    with channel(port) as ch, pytest.raises(grpc.RpcError) as err:
+        ch.unary_unary("/test.Nope/Nothing")(b"", timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -352,10 +350,9 @@ def test_unauthenticated_body_is_refused_before_it_is_read(token_server):
     # 2 MiB is over the server's 1 MiB message limit: had the body been received, the call
     # would end RESOURCE_EXHAUSTED; refused from the headers, it ends UNAUTHENTICATED.
     port, _ = token_server
-    with channel(port) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            who_call = ch.unary_unary("/test.Who/Am")
-            who_call(b"x" * (2 << 20), timeout=10, metadata=[("authorization", "Bearer nope")])
+    with channel(port) as ch, pytest.raises(grpc.RpcError) as err:
+        who_call = ch.unary_unary("/test.Who/Am")
+        who_call(b"x" * (2 << 20), timeout=10, metadata=[("authorization", "Bearer nope")])
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -454,3 +451,37 @@ def test_missing_tokens_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         create_server("127.0.0.1:0", settings=settings)
     assert err.value.setting == "DRAPE_AUTH_TOKENS_FILE"
+
+
+# ---------------------------------------------------------------------------- the project's clients
+
+
+def test_project_clients_use_the_client_settings(serve, pki, tmp_path):
+    # The catalog adapter's TryOnService client and the CLI's `--server` channel both
+    # take TLS, mTLS and the token from DRAPE_CLIENT_*.
+    from services.catalog_adapter.runners import make_still_runner
+    from services.tryon.cli import channel as cli_channel
+
+    tokens = tmp_path / "tokens"
+    write_tokens(tokens, f"adapter:{GOOD}\n")
+    port = serve(**tls_server(pki, mutual=True, auth_tokens_file=str(tokens)))
+    token = tmp_path / "token"
+    token.write_text(GOOD)
+    cert, key = pki["client"]
+    settings = load_settings(
+        env={
+            "DRAPE_CATALOG_PIPELINE": "grpc",
+            "DRAPE_CATALOG_TRYON_ADDRESS": f"127.0.0.1:{port}",
+            "DRAPE_CLIENT_CA_FILE": str(pki["ca"][0]),
+            "DRAPE_CLIENT_CERT_FILE": str(cert),
+            "DRAPE_CLIENT_KEY_FILE": str(key),
+            "DRAPE_CLIENT_TOKEN_FILE": str(token),
+        }
+    )
+    runner = make_still_runner(settings)
+    try:
+        assert who(runner.channel) == "adapter"
+    finally:
+        runner.channel.close()
+    with cli_channel(f"127.0.0.1:{port}", settings) as ch:
+        assert who(ch) == "adapter"

@@ -297,18 +297,28 @@ class GrpcStillRunner:
 
     backend = "tryon-grpc"
 
-    def __init__(self, address: str, timeout: float = 120.0, max_message_bytes: int = 64 << 20):
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 120.0,
+        max_message_bytes: int = 64 << 20,
+        settings=None,
+    ):
         import grpc
 
         from drape.tryon.v1 import tryon_service_pb2_grpc
+        from services.common.security import client_channel
 
         self.address, self.timeout = address, timeout
-        self.channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        # TLS, mTLS and the bearer token from DRAPE_CLIENT_* (files re-read on change).
+        self.channel = (
+            client_channel(address, settings, options)
+            if settings is not None
+            else grpc.insecure_channel(address, options=options)
         )
         self.stub = tryon_service_pb2_grpc.TryOnServiceStub(self.channel)
         # The content hash needs the version before any call; the remote backend reports
@@ -494,7 +504,9 @@ def make_still_runner(settings) -> StillRunner:
     """The still step chosen by ``DRAPE_CATALOG_PIPELINE``."""
     if settings.catalog_pipeline == "grpc":
         return GrpcStillRunner(
-            settings.catalog_tryon_address, max_message_bytes=settings.max_message_bytes
+            settings.catalog_tryon_address,
+            max_message_bytes=settings.max_message_bytes,
+            settings=settings,
         )
     from services.tryon.registry import registry_from_settings
 

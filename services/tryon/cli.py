@@ -80,11 +80,12 @@ def add_location_args(p: argparse.ArgumentParser) -> None:
 
 
 def channel(address: str, settings):
-    import grpc
+    """A channel to ``address`` with the DRAPE_CLIENT_* TLS, mTLS and token settings."""
+    from services.common.security import client_channel
 
     n = settings.max_message_bytes
     opts = [("grpc.max_receive_message_length", n), ("grpc.max_send_message_length", n)]
-    return grpc.insecure_channel(address, options=opts)
+    return client_channel(address, settings, opts)
 
 
 def rpc_failure(err) -> int:
