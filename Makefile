@@ -8,7 +8,7 @@ STAMP := $(VENV)/.drape-setup
 PROTOS := $(shell find proto/drape -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test proto serve bench lint lock clean
+.PHONY: help setup demo test proto serve bench fuzz lint lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -40,6 +40,11 @@ serve: setup  ## start the local stack: Kafka broker + every service, until Ctrl
 
 bench: setup  ## run the benchmarks; JSON lands in out/bench/
 	$(BIN)/python benchmarks/run_all.py --out out/bench
+
+# Not part of `make test`: each target runs FUZZ_SECONDS (default 10 min), one after another.
+FUZZ_SECONDS ?= 600
+fuzz: setup  ## coverage-guided fuzzing (atheris) of decoding and request parsing; out/bench/fuzz.json
+	nice -n 15 $(BIN)/python benchmarks/fuzz/run.py --seconds $(FUZZ_SECONDS) --out out/bench
 
 lint: setup  ## static checks
 	$(BIN)/ruff check services tests benchmarks

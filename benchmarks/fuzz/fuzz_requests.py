@@ -42,7 +42,7 @@ import fuzz_video  # noqa: E402
 
 from drape.animate.v1 import animate_service_pb2 as animate_pb  # noqa: E402
 from drape.catalog.v1 import events_pb2  # noqa: E402
-from drape.common.v1 import common_pb2, media_service_pb2  # noqa: E402
+from drape.common.v1 import common_pb2, media_service_pb2, operations_pb2  # noqa: E402
 from drape.refiner.v1 import refiner_service_pb2 as refiner_pb  # noqa: E402
 from drape.tryon.v1 import tryon_service_pb2 as tryon_pb  # noqa: E402
 
@@ -76,7 +76,9 @@ def _apps():
     # emptied upload before using it.
     tryon_app.pipeline = types.SimpleNamespace(segmenter=None)
     animate_app = animate_server.AnimateApp(SETTINGS)
-    SKELETON_CLIP = fuzz_video._encode(fuzz_video.skeleton_frames(), "matroska", "ffv1", "yuv444p")
+    # Three small frames: reading a drawn skeleton costs tens of ms a frame.
+    frames = fuzz_video.skeleton_frames(3, (60, 90))
+    SKELETON_CLIP = fuzz_video._encode(frames, "matroska", "ffv1", "yuv444p")
     return (
         tryon_server.TryOnServicer(tryon_app),
         refiner_server.RefinerServicer(refiner_server.RefinerApp(SETTINGS)),
@@ -127,10 +129,10 @@ METHODS = [
      _strip("composite.data", "original.data", "garment_mask.data", "protect_mask.data"), False),
     ("StartClip", animate_pb.StartClipRequest, lambda r: ANIMATE.StartClip(r, CTX),
      _strip("still.data", "motion_video.data"), False),
-    ("WatchClip", common_pb2.OperationRef, lambda r: _drain(ANIMATE.WatchClip(r, CTX)),
+    ("WatchClip", operations_pb2.OperationRef, lambda r: _drain(ANIMATE.WatchClip(r, CTX)),
      _strip(), False),
-    ("GetClip", common_pb2.OperationRef, lambda r: ANIMATE.GetClip(r, CTX), _strip(), False),
-    ("CancelClip", common_pb2.OperationRef, lambda r: ANIMATE.CancelClip(r, CTX), _strip(), False),
+    ("GetClip", operations_pb2.OperationRef, lambda r: ANIMATE.GetClip(r, CTX), _strip(), False),
+    ("CancelClip", operations_pb2.OperationRef, lambda r: ANIMATE.CancelClip(r, CTX), _strip(), False),
     ("ListMotions", animate_pb.ListMotionsRequest, lambda r: ANIMATE.ListMotions(r, CTX),
      _strip(), True),
     ("ExtractMotion", animate_pb.ExtractMotionRequest,
@@ -180,8 +182,8 @@ def seeds() -> list[bytes]:
             garments=[tryon_pb.Garment(flat_lay=img, category=1)])),
         ("TryOn", tryon_pb.TryOnRequest(
             person=img, backend="geometric", tuck=1,
-            garments=[tryon_pb.Garment(garment_id="g" * 64), tryon_pb.Garment(flat_lay=img)])),
-        ("RegisterGarment", tryon_pb.RegisterGarmentRequest(flat_lay=img, category=2, sleeve=1)),
+            garments=[tryon_pb.Garment(garment_id="0" * 64), tryon_pb.Garment(flat_lay=img)])),
+        ("RegisterGarment", tryon_pb.RegisterGarmentRequest(flat_lay=img, category=1, sleeve=1)),
         ("Refine", refiner_pb.RefineRequest(
             composite=img, original=img, garment_mask=img, strength=0.5, seed=3, quality=80)),
         ("StartClip", animate_pb.StartClipRequest(
@@ -194,9 +196,9 @@ def seeds() -> list[bytes]:
                 frames=[animate_pb.PoseFrame(keypoints=kp)] * 3))),
         ("StartClip", animate_pb.StartClipRequest(
             still=img, motion_video=common_pb2.Video(data=b"\0\0\0\x18ftyp", mime_type="video/mp4"))),
-        ("WatchClip", common_pb2.OperationRef(operation_id="0" * 32)),
-        ("GetClip", common_pb2.OperationRef(operation_id="0" * 32)),
-        ("CancelClip", common_pb2.OperationRef(operation_id="0" * 32)),
+        ("WatchClip", operations_pb2.OperationRef(operation_id="0" * 32)),
+        ("GetClip", operations_pb2.OperationRef(operation_id="0" * 32)),
+        ("CancelClip", operations_pb2.OperationRef(operation_id="0" * 32)),
         ("ListMotions", animate_pb.ListMotionsRequest(framing=2)),
         ("ExtractMotion", animate_pb.ExtractMotionRequest(
             name="mine", description="d", fps=12, framing=2, make_loop=True, start_seconds=0.1,
