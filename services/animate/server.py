@@ -26,7 +26,9 @@ from services.common.errors import InvalidInputError
 from services.common.images import ImageLimits, decode_image
 from services.common.interceptors import cancel_token
 from services.common.media import FORMAT_ENUM, FORMAT_NAMES, response_meta
-from services.common.operations import OperationManager
+from services.common.operations import OperationManager, fingerprint
+from services.common.opstore import open_operation_store
+from services.common.security import caller_identity
 from services.common.server import ServiceApp
 from services.common.validation import (
     BACKEND_MAX,
@@ -287,12 +289,15 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
             request_id=call.request_id if call and request.request_id else request.request_id,
             experiment=request.experiment,
             total=total,
+            owner=caller_identity(context),
+            fingerprint=fingerprint(request),
         )
 
     def WatchClip(self, request, context):  # noqa: N802
         check_operation_id(request)
         token = cancel_token(context)
-        for op, result in self.app.operations.watch(request.operation_id, token=token):
+        owner = caller_identity(context)
+        for op, result in self.app.operations.watch(request.operation_id, token=token, owner=owner):
             msg = pb.WatchClipResponse(operation=op)
             if result is not None:
                 msg.result.CopyFrom(result)
@@ -300,7 +305,7 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
 
     def GetClip(self, request, context):  # noqa: N802
         check_operation_id(request)
-        op, result = self.app.operations.get(request.operation_id)
+        op, result = self.app.operations.get(request.operation_id, caller_identity(context))
         resp = pb.GetClipResponse(meta=response_meta(), operation=op)
         if result is not None:
             resp.result.CopyFrom(result)
@@ -308,7 +313,7 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
 
     def CancelClip(self, request, context):  # noqa: N802
         check_operation_id(request)
-        return self.app.operations.cancel(request.operation_id)
+        return self.app.operations.cancel(request.operation_id, caller_identity(context))
 
     # ------------------------------------------------------------------ motions
 
@@ -367,6 +372,11 @@ class AnimateApp(ServiceApp):
             max_active=settings.max_operations,
             workers=1,
             ttl_seconds=settings.operation_ttl_seconds,
+            # Shared by replicas when DRAPE_OPERATION_STORE is set: any replica answers
+            # Watch/Get/Cancel; results travel as serialized ClipResult messages.
+            store=open_operation_store(settings.operation_store, settings),
+            encode=lambda result: result.SerializeToString(),
+            decode=pb.ClipResult.FromString,
         )
 
     def register(self, server: grpc.Server, ctx) -> list[str]:

@@ -337,6 +337,13 @@ class Settings:
         help="store shared by replicas for registered garment analyses: file://PATH or "
         "s3://BUCKET/PREFIX (S3 through DRAPE_CATALOG_S3_*); empty: in process only",
     )
+    operation_store: str = setting(
+        "",
+        env="DRAPE_OPERATION_STORE",
+        help="store shared by replicas for long-running operations (state, progress, "
+        "results), so Watch/Get/Cancel work on any replica: file://PATH on a shared volume or "
+        "s3://BUCKET/PREFIX (S3 through DRAPE_CATALOG_S3_*); empty: in process only",
+    )
     neural_runtime: Literal["torch", "onnxruntime"] = setting(
         "torch",
         env="DRAPE_NEURAL_RUNTIME",
@@ -562,6 +569,14 @@ class Settings:
             )
         if self.garment_store.startswith("s3://") and not self.catalog_s3_endpoint:
             raise ConfigError("DRAPE_CATALOG_S3_ENDPOINT", "required for an s3:// garment store")
+        if self.operation_store and not self.operation_store.startswith(("file://", "s3://")):
+            raise ConfigError(
+                "DRAPE_OPERATION_STORE",
+                f"invalid value {self.operation_store[:80]!r}: expected file://PATH or "
+                "s3://BUCKET/PREFIX (or empty)",
+            )
+        if self.operation_store.startswith("s3://") and not self.catalog_s3_endpoint:
+            raise ConfigError("DRAPE_CATALOG_S3_ENDPOINT", "required for an s3:// operation store")
         if self.catalog_pipeline == "grpc":
             check_address("DRAPE_CATALOG_TRYON_ADDRESS", self.catalog_tryon_address)
 

@@ -24,6 +24,7 @@ Watch, Get and Cancel for an operation that another replica runs (see that modul
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import secrets
 import threading
@@ -65,6 +66,12 @@ TERMINAL = frozenset(
 
 
 OP_ID_BYTES = 18  # 144 random bits, URL-safe base64: 24 characters
+
+
+def fingerprint(request) -> str:
+    """A digest of a request message's content (deterministic serialization), bound to its
+    request id at dedupe."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 class AlreadyExistsError(DrapeError):
