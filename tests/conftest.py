@@ -67,3 +67,48 @@ def s3_server():
     server = MotoS3().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL server for the session: ``initdb`` + ``pg_ctl`` from the Debian
+    binaries (``/usr/lib/postgresql/<version>/bin``) in a temporary directory, listening on
+    127.0.0.1 only, trust authentication. Yields ``(host, port, user)``; create a database
+    per test (``CREATE DATABASE``) to keep tests apart. Run as the ``postgres`` user when
+    the tests run as root (initdb refuses root)."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+
+    from services.common.kafka import free_port, wait_for_port
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert bins, "PostgreSQL server binaries are missing: apt-get install postgresql"
+    bindir = os.path.dirname(bins[-1])
+    root = tmp_path_factory.mktemp("pg")
+    data = root / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [*prefix, f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres",
+         "--no-sync", "-E", "UTF8"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"
+    subprocess.run(
+        [*prefix, f"{bindir}/pg_ctl", "-D", str(data), "-o", opts, "-l", str(root / "log"),
+         "-w", "-t", "60", "start"],
+        check=True, capture_output=True, timeout=90,
+    )  # fmt: skip
+    try:
+        assert wait_for_port("127.0.0.1", port, 30), "PostgreSQL did not listen"
+        yield ("127.0.0.1", port, "postgres")
+    finally:
+        subprocess.run(
+            [*prefix, f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip

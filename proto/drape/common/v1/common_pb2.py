@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64rape/common/v1/common.proto\x12\x0f\x64rape.common.v1\"4\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\"b\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12,\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1c.drape.common.v1.ImageFormat\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"i\n\x05Video\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x06 \x01(\x05\"-\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"*\n\x07Warning\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xea\x01\n\x0cResponseMeta\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08trace_id\x18\x02 \x01(\t\x12/\n\nexperiment\x18\x03 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x17\n\x0f\x62\x61\x63kend_version\x18\x05 \x01(\t\x12-\n\x07timings\x18\x06 \x03(\x0b\x32\x1c.drape.common.v1.StageTiming\x12*\n\x08warnings\x18\x07 \x03(\x0b\x32\x18.drape.common.v1.Warning*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03\x42=\n\x12\x61i.drape.common.v1P\x01Z%drape.ai/gen/drape/common/v1;commonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64rape/common/v1/common.proto\x12\x0f\x64rape.common.v1\"E\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\"b\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12,\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1c.drape.common.v1.ImageFormat\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"i\n\x05Video\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x06 \x01(\x05\"-\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"*\n\x07Warning\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xea\x01\n\x0cResponseMeta\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08trace_id\x18\x02 \x01(\t\x12/\n\nexperiment\x18\x03 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x17\n\x0f\x62\x61\x63kend_version\x18\x05 \x01(\t\x12-\n\x07timings\x18\x06 \x03(\x0b\x32\x1c.drape.common.v1.StageTiming\x12*\n\x08warnings\x18\x07 \x03(\x0b\x32\x18.drape.common.v1.Warning*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03\x42=\n\x12\x61i.drape.common.v1P\x01Z%drape.ai/gen/drape/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -22,18 +22,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.common.v1.common_pb2'
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022ai.drape.common.v1P\001Z%drape.ai/gen/drape/common/v1;commonv1'
-  _globals['_IMAGEFORMAT']._serialized_start=638
-  _globals['_IMAGEFORMAT']._serialized_end=749
+  _globals['_IMAGEFORMAT']._serialized_start=655
+  _globals['_IMAGEFORMAT']._serialized_end=766
   _globals['_EXPERIMENT']._serialized_start=49
-  _globals['_EXPERIMENT']._serialized_end=101
-  _globals['_IMAGE']._serialized_start=103
-  _globals['_IMAGE']._serialized_end=201
-  _globals['_VIDEO']._serialized_start=203
-  _globals['_VIDEO']._serialized_end=308
-  _globals['_STAGETIMING']._serialized_start=310
-  _globals['_STAGETIMING']._serialized_end=355
-  _globals['_WARNING']._serialized_start=357
-  _globals['_WARNING']._serialized_end=399
-  _globals['_RESPONSEMETA']._serialized_start=402
-  _globals['_RESPONSEMETA']._serialized_end=636
+  _globals['_EXPERIMENT']._serialized_end=118
+  _globals['_IMAGE']._serialized_start=120
+  _globals['_IMAGE']._serialized_end=218
+  _globals['_VIDEO']._serialized_start=220
+  _globals['_VIDEO']._serialized_end=325
+  _globals['_STAGETIMING']._serialized_start=327
+  _globals['_STAGETIMING']._serialized_end=372
+  _globals['_WARNING']._serialized_start=374
+  _globals['_WARNING']._serialized_end=416
+  _globals['_RESPONSEMETA']._serialized_start=419
+  _globals['_RESPONSEMETA']._serialized_end=653
 # @@protoc_insertion_point(module_scope)

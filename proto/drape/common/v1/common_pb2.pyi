@@ -18,12 +18,14 @@ IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_WEBP: ImageFormat
 
 class Experiment(_message.Message):
-    __slots__ = ("experiment_id", "variant")
+    __slots__ = ("experiment_id", "variant", "unit_id")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     variant: str
-    def __init__(self, experiment_id: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
+    unit_id: str
+    def __init__(self, experiment_id: _Optional[str] = ..., variant: _Optional[str] = ..., unit_id: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("data", "format", "width", "height")
