@@ -37,6 +37,7 @@ from google.protobuf.message import DecodeError
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
 from drape.catalog.v1 import events_pb2 as ev_pb
+from services.catalog_adapter.batches import record_product
 from services.catalog_adapter.jobs import JobRunner, validate_event
 from services.catalog_adapter.runners import is_retryable
 from services.common import context as ctxmod
@@ -510,6 +511,7 @@ class CatalogAdapter:
             skip |= result.done_models
             if not result.failures:
                 self.jobs.record_revision(ev)
+                record_product(self.jobs.store, ev)  # for batches of "changed since T"
                 self.metrics.processed.labels(outcome="ok").inc()
                 log.info(
                     "product done",
@@ -526,6 +528,7 @@ class CatalogAdapter:
             if final or attempts >= self.settings.catalog_max_attempts:
                 self._final_failure(record, ev, final or result.failures, attempts, token)
                 self.jobs.record_revision(ev)
+                record_product(self.jobs.store, ev)
                 return "failed"
             for model_id, kind, exc in result.failures:
                 reason = _reason(exc)

@@ -179,9 +179,10 @@ def _stub(address: str, max_bytes: int):
     return channel, pb_grpc.CatalogServiceStub(channel)
 
 
-def summary_table(result: pb.BatchResult, limit: int = 20, out=sys.stdout) -> None:
+def summary_table(result: pb.BatchResult, limit: int = 20, out=None) -> None:
     """Print the batch's totals, a count per failure reason, and the first ``limit``
     products that did not succeed (every product when ``limit`` is negative)."""
+    out = out or sys.stdout
     by_reason: dict[str, int] = {}
     for item in result.items:
         if item.state == pb.BATCH_ITEM_STATE_FAILED:

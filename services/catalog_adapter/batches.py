@@ -497,16 +497,16 @@ class BatchManager:
             return self._snapshot(b)
 
     def cancel(self, batch_id: str) -> operations_pb2.Operation:
-        """Stop a batch; products handled keep their outcome, the rest stay PENDING."""
+        """Stop a batch at once (CANCELLED): products handled keep their outcome, those in
+        flight finish (their outcome is still recorded), the rest stay PENDING."""
         with self._cond:
             b = self._find(batch_id)
             if b.state not in TERMINAL:
                 b.cancel_requested = True
                 b.token.cancel("cancelled by CancelBatch")
-                if b.state == State.OPERATION_STATE_QUEUED:
-                    if b.id in self._queue:
-                        self._queue.remove(b.id)
-                    self._finish(b, State.OPERATION_STATE_CANCELLED)
+                if b.id in self._queue:
+                    self._queue.remove(b.id)
+                self._finish(b, State.OPERATION_STATE_CANCELLED)
             return self._proto(b)
 
     def watch(self, batch_id: str, token: CancelToken | None = None, interval: float = 0.25,
@@ -663,16 +663,16 @@ class BatchManager:
                 with self._cond:
                     from services.common.errors import InternalError
 
-                    self._finish(b, State.OPERATION_STATE_FAILED,
-                                 InternalError("INTERNAL", "the batch crashed (see the server log)"))  # fmt: skip
+                    if b.state not in TERMINAL:
+                        self._finish(b, State.OPERATION_STATE_FAILED,
+                                     InternalError("INTERNAL", "the batch crashed (see the server log)"))  # fmt: skip
                 continue
             with self._cond:
                 if b.cancel_requested:
-                    self._finish(b, State.OPERATION_STATE_CANCELLED)
-                elif self._stopping or b.token.cancelled:
+                    continue  # CancelBatch already ended it
+                if self._stopping or b.token.cancelled:
                     return  # shutting down: stays RUNNING in the database, resumed later
-                else:
-                    self._finish(b, State.OPERATION_STATE_SUCCEEDED)
+                self._finish(b, State.OPERATION_STATE_SUCCEEDED)
 
     def _run(self, b: _Batch) -> None:
         lanes = max(1, self.settings.catalog_workers)
