@@ -70,7 +70,7 @@ def s3_server():
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """A real PostgreSQL server for the session: ``initdb`` + ``pg_ctl`` from the Debian
     binaries (``/usr/lib/postgresql/<version>/bin``) in a temporary directory, listening on
     127.0.0.1 only, trust authentication. Yields ``(host, port, user)``; create a database
@@ -80,13 +80,16 @@ def postgres_server(tmp_path_factory):
     import os
     import shutil
     import subprocess
+    import tempfile
 
     from services.common.kafka import free_port, wait_for_port
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     assert bins, "PostgreSQL server binaries are missing: apt-get install postgresql"
     bindir = os.path.dirname(bins[-1])
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp_path: its parents are private to root, and the server runs as
+    # the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="drape-pg-"))
     data = root / "data"
     prefix: list[str] = []
     if os.geteuid() == 0:
@@ -112,3 +115,4 @@ def postgres_server(tmp_path_factory):
             [*prefix, f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
             capture_output=True, timeout=60,
         )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)

@@ -25,9 +25,9 @@ def add_commands(sub) -> None:
     r.add_argument("--json", action="store_true", help="print the numbers as JSON instead")
     r.set_defaults(func=cmd_report)
 
-    a = esub.add_parser("assign", help="the variant of a unit (same hash as the Assign RPC)")
+    a = esub.add_parser("assign", help="the variant of units (same hash as the Assign RPC)")
     a.add_argument("experiment", metavar="EXP")
-    a.add_argument("unit", metavar="UNIT")
+    a.add_argument("units", metavar="UNIT", nargs="+")
     a.set_defaults(func=cmd_assign)
 
     for name, what in (("import-orders", "orders"), ("import-returns", "returns")):
@@ -101,10 +101,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    a = _assigner(_settings(args)).assign(
-        args.experiment, args.unit, field="EXP", unit_field="UNIT"
-    )
-    print(f"{a.variant.name}\tbucket={a.bucket:.6f}\trecipe={a.variant.recipe.fingerprint()}")
+    assigner = _assigner(_settings(args))
+    for unit in args.units:
+        a = assigner.assign(args.experiment, unit, field="EXP", unit_field="UNIT")
+        print(f"{unit}\t{a.variant.name}\t{a.bucket:.6f}\t{a.variant.recipe.fingerprint()}")
     return 0
 
 
