@@ -170,12 +170,17 @@ _STATE = {
 }
 
 
-def _stub(address: str, max_bytes: int):
-    channel = grpc.insecure_channel(
-        address,
-        options=[("grpc.max_receive_message_length", max_bytes),
-                 ("grpc.max_send_message_length", max_bytes)],
-    )  # fmt: skip
+def _stub(address: str, settings):
+    """A CatalogService stub over a channel with the DRAPE_CLIENT_* TLS, mTLS and token
+    settings (plain when none is set)."""
+    n = settings.max_message_bytes
+    opts = [("grpc.max_receive_message_length", n), ("grpc.max_send_message_length", n)]
+    try:
+        from services.common.security import client_channel
+    except ImportError:  # a deployment without the client security settings
+        channel = grpc.insecure_channel(address, options=opts)
+    else:
+        channel = client_channel(address, settings, opts)
     return channel, pb_grpc.CatalogServiceStub(channel)
 
 
@@ -240,8 +245,7 @@ def run_batch_cli(args, settings) -> int:
     else:
         print("drape catalog batch: give a MANIFEST (JSONL or CSV) or --merchant", file=sys.stderr)
         return 2
-    channel, stub = _stub(args.server or settings.catalog_service_address,
-                          settings.max_message_bytes)  # fmt: skip
+    channel, stub = _stub(args.server or settings.catalog_service_address, settings)
     try:
         op = _call(stub.StartBatch, req)
         print(f"batch {op.id}", file=sys.stderr)
@@ -271,8 +275,7 @@ def run_status_cli(args, settings) -> int:
     if not args.events:
         print("drape catalog status: give the BATCH id", file=sys.stderr)
         return 2
-    channel, stub = _stub(args.server or settings.catalog_service_address,
-                          settings.max_message_bytes)  # fmt: skip
+    channel, stub = _stub(args.server or settings.catalog_service_address, settings)
     try:
         resp = _call(stub.GetBatch, operations_pb2.OperationRef(operation_id=args.events))
     finally:

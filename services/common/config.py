@@ -533,7 +533,7 @@ class Settings:
     catalog_service_address: str = setting(
         "127.0.0.1:50051",
         env="DRAPE_CATALOG_SERVICE_ADDRESS",
-        help="CatalogService the `drape catalog batch|status` commands call",
+        help="CatalogService that `drape catalog batch` and `drape catalog status` call",
     )
 
     def __post_init__(self) -> None:
