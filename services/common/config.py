@@ -79,6 +79,31 @@ class Settings:
         help="comma-separated experiment variants allowed as metrics label values; "
         "others are counted as 'other' (bounded cardinality)",
     )
+    metrics_experiments: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_METRICS_EXPERIMENTS",
+        help="comma-separated live experiment ids allowed as the 'experiment' label of the "
+        "drape_experiment_* metrics; others are counted as 'other' (bounded cardinality)",
+    )
+    # --- experiments (README "Experiments") ---
+    experiments_file: str = setting(
+        "",
+        env="DRAPE_EXPERIMENTS_FILE",
+        help="experiment definitions (TOML or JSON); try-on, animate and catalog requests "
+        "with a unit id are assigned from it; empty: no experiments",
+    )
+    experiments_db: str = setting(
+        "sqlite:///out/experiments.db",
+        env="DRAPE_EXPERIMENTS_DB",
+        help="experiment store: sqlite:///PATH (embedded) or postgresql://USER:PASSWORD@HOST:PORT/DB "
+        "(the password is redacted when settings are printed)",
+    )
+    experiments_publish_exposures: bool = setting(
+        False,
+        env="DRAPE_EXPERIMENTS_PUBLISH_EXPOSURES",
+        help="ExperimentService also publishes each exposure on experiment.exposure.v1 "
+        "(brokers: DRAPE_KAFKA_BOOTSTRAP_SERVERS)",
+    )
     max_message_bytes: int = setting(
         64 * MiB,
         env="DRAPE_MAX_MESSAGE_BYTES",
@@ -116,6 +141,15 @@ class Settings:
         "RESOURCE_EXHAUSTED",
         min=1,
         max=1024,
+    )
+    max_inflight_bytes: int = setting(
+        256 * MiB,
+        env="DRAPE_MAX_INFLIGHT_BYTES",
+        help="request bytes a process holds at once (admitted calls, until they end); a call "
+        "that would exceed it is refused with RESOURCE_EXHAUSTED (IN_FLIGHT_BYTES_LIMIT) "
+        "before its request is parsed; at least the server's message limit",
+        min=MiB,
+        max=2**40,
     )
     grace_period_seconds: float = setting(
         30.0,
@@ -518,6 +552,30 @@ class Settings:
         help="deadline of one attempt at one product (DEADLINE_EXCEEDED, retried)",
         min=1,
     )
+    catalog_fetch_schemes: tuple[str, ...] = setting(
+        ("https", "http", "s3"),
+        env="DRAPE_CATALOG_FETCH_SCHEMES",
+        help="schemes an event's image_uri may use, of https, http, s3 (file:// is "
+        "DRAPE_CATALOG_FETCH_FILE_ROOT); others: GARMENT_FETCH_REFUSED",
+    )
+    catalog_fetch_hosts: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_CATALOG_FETCH_HOSTS",
+        help="hosts an event's http(s) image_uri may name (exact, or *.example.com for "
+        "subdomains); empty: any host with a public address",
+    )
+    catalog_fetch_allow_networks: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_CATALOG_FETCH_ALLOW_NETWORKS",
+        help="networks (CIDR) event references may resolve to although not public, e.g. "
+        "10.1.2.0/24 for an internal image server; empty: public addresses only",
+    )
+    catalog_fetch_file_root: str = setting(
+        "",
+        env="DRAPE_CATALOG_FETCH_FILE_ROOT",
+        help="directory an event's file:// image_uri must lie in (no symlink out, regular "
+        "files only); empty: file:// refused",
+    )
     catalog_batch_db: str = setting(
         "out/catalog_batches.sqlite",
         env="DRAPE_CATALOG_BATCH_DB",
@@ -579,6 +637,22 @@ class Settings:
             raise ConfigError("DRAPE_CATALOG_S3_ENDPOINT", "required for an s3:// operation store")
         if self.catalog_pipeline == "grpc":
             check_address("DRAPE_CATALOG_TRYON_ADDRESS", self.catalog_tryon_address)
+        bad = set(self.catalog_fetch_schemes) - {"https", "http", "s3"}
+        if bad:
+            raise ConfigError(
+                "DRAPE_CATALOG_FETCH_SCHEMES",
+                f"unknown {sorted(bad)}: use https, http, s3 (file:// is "
+                "DRAPE_CATALOG_FETCH_FILE_ROOT)",
+            )
+        import ipaddress
+
+        for net in self.catalog_fetch_allow_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "DRAPE_CATALOG_FETCH_ALLOW_NETWORKS", f"{net!r} is not a network (CIDR)"
+                ) from None
 
     # ---------------------------------------------------------------- presentation
 

@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from services.common import context as ctxmod
 from services.common import logs as _logs  # noqa: F401 - installs the log record factory
+from services.common.budget import ByteBudget, Held, MemoryTrimmer, Refused, budget_deserializer
 from services.common.errors import (
     ERROR_DOMAIN,
     DeadlineExceededError,
@@ -117,7 +118,9 @@ class ConcurrencyLimiter:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._active = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a _Slot dropped by the garbage collector releases from __del__,
+        # which may run on a thread that is inside try_acquire.
+        self._lock = threading.RLock()
 
     def try_acquire(self) -> bool:
         with self._lock:
@@ -135,13 +138,39 @@ class ConcurrencyLimiter:
         return self._active
 
 
+class _Slot:
+    """A place under a :class:`ConcurrencyLimiter` taken when a call arrives, before its
+    request is read; given back when the call ends, or when gRPC drops the call without
+    running the handler (the caller went away before sending its message)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+        self._limiter: ConcurrencyLimiter | None = limiter
+
+    def release(self) -> None:
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
 class _Call:
     """Bookkeeping of one call across the handler's lifetime."""
 
     def __init__(
-        self, icpt: DrapeInterceptor, service: str, method: str, context: grpc.ServicerContext
+        self,
+        icpt: DrapeInterceptor,
+        service: str,
+        method: str,
+        context: grpc.ServicerContext,
+        slot: _Slot | None = None,
     ):
         self.icpt, self.service, self.method, self.context = icpt, service, method, context
+        # Taken on arrival by DrapeInterceptor.intercept_service (None for exempt services).
+        self.slot = slot
         self.t0 = time.perf_counter()
         self.code = grpc.StatusCode.OK
         self.reason = ""
@@ -198,13 +227,17 @@ class _Call:
                 raise UnavailableError(
                     "SERVER_DRAINING", "the server is shutting down; retry on another replica"
                 )
-            if not self.limiter.try_acquire():
-                raise ResourceExhaustedError(
-                    "CONCURRENCY_LIMIT",
-                    f"the server is serving its limit of {self.limiter.limit} {self.kind}; retry with backoff",
-                    metadata={"limit": str(self.limiter.limit)},
-                )
+            if self.slot is None:
+                raise self.over_limit()
             self.admitted = True
+
+    def over_limit(self) -> ResourceExhaustedError:
+        """The refusal of a call that found no free place under its limit."""
+        return ResourceExhaustedError(
+            "CONCURRENCY_LIMIT",
+            f"the server is serving its limit of {self.limiter.limit} {self.kind}; retry with backoff",
+            metadata={"limit": str(self.limiter.limit)},
+        )
 
     def fail(self, exc: BaseException) -> None:
         """Turn ``exc`` into the call's status (aborts, i.e. raises)."""
@@ -233,8 +266,8 @@ class _Call:
     def end(self) -> None:
         m = self.icpt.metrics
         elapsed = time.perf_counter() - self.t0
-        if self.admitted:
-            self.limiter.release()
+        if self.slot is not None:
+            self.slot.release()
         m.in_flight.labels(self.service, self.method).dec()
         code = self.code.name
         m.requests.labels(self.service, self.method, code, m.variant_label(self.variant)).inc()
@@ -277,12 +310,24 @@ def _context_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
 
 
 class DrapeInterceptor(grpc.ServerInterceptor):
-    """Maps errors, limits concurrency, records metrics and logs, for every handler.
+    """Maps errors, limits concurrency and request bytes, records metrics and logs, for
+    every handler.
+
+    A call takes its place under the concurrency limit when it arrives, before gRPC reads
+    its request: a call over the limit (or arriving while the server drains) is refused
+    without its message ever being read, so a storm of large bodies costs the server
+    almost nothing. An admitted unary request is checked against its method's size limit
+    and the process's byte budget as soon as it is read, before it is parsed
+    (:func:`services.common.budget.budget_deserializer`).
 
     Args:
         metrics: where RED metrics go.
         limiter: shared concurrency limit.
         draining: set once the server stops accepting work.
+        watch_limiter: concurrency limit of Watch* progress streams.
+        budget: request bytes held at once; None: not counted, no per-method limits.
+        request_limit: a handler's request deserializer -> most bytes its request may have.
+        trimmer: told when large requests go away.
     """
 
     def __init__(
@@ -291,11 +336,18 @@ class DrapeInterceptor(grpc.ServerInterceptor):
         limiter: ConcurrencyLimiter,
         draining: threading.Event,
         watch_limiter: ConcurrencyLimiter | None = None,
+        budget: ByteBudget | None = None,
+        request_limit: Callable[[Any], int] | None = None,
+        trimmer: MemoryTrimmer | None = None,
     ) -> None:
         self.metrics = metrics
         self.limiter = limiter
         self.watch_limiter = watch_limiter or ConcurrencyLimiter(max(16, 4 * limiter.limit))
         self.draining = draining
+        self.budget = budget
+        self.request_limit = request_limit
+        self.trimmer = trimmer
+        self._limits: dict[str, int] = {}
 
     def intercept_service(
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
@@ -305,32 +357,91 @@ class DrapeInterceptor(grpc.ServerInterceptor):
             return None
         full = handler_call_details.method.lstrip("/")
         service, _, method = full.partition("/")
+        deserializer = handler.request_deserializer
+        slot = None
+        if service not in EXEMPT_SERVICES:
+            limiter = self.watch_limiter if method.startswith("Watch") else self.limiter
+            if not self.draining.is_set() and limiter.try_acquire():
+                slot = _Slot(limiter)
+            else:
+                return self._refusal(handler, service, method)
+            if self.budget is not None and not handler.request_streaming:
+                limit = self._limits.get(full)
+                if limit is None:
+                    limit = self._limits[full] = (
+                        self.request_limit(deserializer)
+                        if self.request_limit is not None
+                        else self.budget.limit
+                    )
+                deserializer = budget_deserializer(
+                    deserializer,
+                    method=full,
+                    limit=limit,
+                    budget=self.budget,
+                    trimmer=self.trimmer,
+                )
         kw = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, service, method), **kw
+                self._unary(handler.unary_unary, service, method, slot=slot), **kw
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, service, method, True), **kw
+                self._stream(handler.unary_stream, service, method, True, slot), **kw
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, service, method, False), **kw
+                self._unary(handler.stream_unary, service, method, False, slot), **kw
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._stream(handler.stream_stream, service, method, False), **kw
+            self._stream(handler.stream_stream, service, method, False, slot), **kw
         )
 
-    def _unary(
-        self, behavior: Callable, service: str, method: str, unary_request: bool = True
-    ) -> Callable:
-        def wrapper(request, context):
+    def _refusal(self, handler, service: str, method: str):
+        """A handler that refuses the call without reading its request: registered as
+        request-streaming, so gRPC runs it before any message arrives (a unary handler
+        would first wait for, and hold, the whole message)."""
+
+        def refuse(_request_iterator, context):
             call = _Call(self, service, method, context)
             try:
+                call.begin(None)  # SERVER_DRAINING, or CONCURRENCY_LIMIT (no slot)
+                raise call.over_limit()
+            except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                call.fail(exc)
+            finally:
+                call.end()
+
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(refuse, **kw)
+        return grpc.stream_unary_rpc_method_handler(refuse, **kw)
+
+    def _unary(
+        self,
+        behavior: Callable,
+        service: str,
+        method: str,
+        unary_request: bool = True,
+        slot: _Slot | None = None,
+    ) -> Callable:
+        def wrapper(request, context):
+            call = _Call(self, service, method, context, slot)
+            held = request if isinstance(request, Held) else None
+            try:
+                if isinstance(request, Refused):
+                    call.begin(None)
+                    raise request.error
+                if held is not None:
+                    request = held.message
                 call.begin(request if unary_request else None)
                 return behavior(request, context)
             except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
@@ -339,15 +450,28 @@ class DrapeInterceptor(grpc.ServerInterceptor):
                 call.fail(exc)
             finally:
                 call.end()
+                if held is not None:
+                    held.release()
 
         return wrapper
 
     def _stream(
-        self, behavior: Callable, service: str, method: str, unary_request: bool
+        self,
+        behavior: Callable,
+        service: str,
+        method: str,
+        unary_request: bool,
+        slot: _Slot | None = None,
     ) -> Callable:
         def wrapper(request, context) -> Iterator:
-            call = _Call(self, service, method, context)
+            call = _Call(self, service, method, context, slot)
+            held = request if isinstance(request, Held) else None
             try:
+                if isinstance(request, Refused):
+                    call.begin(None)
+                    raise request.error
+                if held is not None:
+                    request = held.message
                 call.begin(request if unary_request else None)
                 yield from behavior(request, context)
             except GeneratorExit:
@@ -359,6 +483,8 @@ class DrapeInterceptor(grpc.ServerInterceptor):
                 call.fail(exc)
             finally:
                 call.end()
+                if held is not None:
+                    held.release()
 
         return wrapper
 

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import security
+from services.common import budget, security
 from services.common.config import Settings, load_settings
 from services.common.errors import ConfigError
 from services.common.interceptors import ConcurrencyLimiter, DrapeInterceptor
@@ -193,6 +193,9 @@ class DrapeServer:
             except Exception:  # noqa: BLE001
                 log.exception("closing %s failed", app.name)
         self.metrics.close()
+        trimmer = getattr(self, "trimmer", None)
+        if trimmer is not None:
+            trimmer.close()
         self._stopped.set()
 
     def stop(self, grace: float | None = 0) -> None:
@@ -226,18 +229,41 @@ def create_server(
     )
     limiter = ConcurrencyLimiter(settings.max_concurrent_rpcs)
     draining = threading.Event()
+    # Request memory (services.common.budget). gRPC reads a whole message before a handler
+    # sees it; the message limit is the largest request these services accept (their
+    # images and videos at their limits + 4 MiB, at most DRAPE_MAX_MESSAGE_BYTES). A call
+    # takes its concurrency slot on arrival, and only a call holding one has its request
+    # read: at most max_concurrent_rpcs requests (+ max_watch_streams of 4 MiB) are read
+    # at once, so the worst case is max_concurrent_rpcs x message limit (4 x 64 MiB by
+    # default), of which admitted requests hold at most DRAPE_MAX_INFLIGHT_BYTES; calls
+    # over the limit are refused without their message being read.
+    receive_limit = budget.server_receive_limit([app.name for app in apps], settings)
+    if settings.max_inflight_bytes < receive_limit:
+        raise ConfigError(
+            "DRAPE_MAX_INFLIGHT_BYTES",
+            f"{settings.max_inflight_bytes} is below this server's message limit of "
+            f"{receive_limit} bytes; its largest requests could never be admitted",
+        )
+    trimmer = budget.MemoryTrimmer()
     interceptor = DrapeInterceptor(
-        metrics, limiter, draining, ConcurrencyLimiter(settings.max_watch_streams)
+        metrics,
+        limiter,
+        draining,
+        ConcurrencyLimiter(settings.max_watch_streams),
+        budget=budget.ByteBudget(settings.max_inflight_bytes),
+        request_limit=lambda deser: budget.method_limit(deser, settings, receive_limit),
+        trimmer=trimmer,
     )
     # Threads: the admitted calls, plus room to *refuse* extra calls quickly and to answer
     # health checks while every worker is busy. gRPC's own cap stops unbounded queueing
-    # even if someone floods faster than refusals complete.
+    # even if someone floods faster than refusals complete; a queued call holds no request
+    # (it is read only once a thread runs an admitted call).
     workers = settings.max_concurrent_rpcs + settings.max_watch_streams + 8
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drape-rpc"),
         interceptors=[*security.server_interceptors(settings, metrics), interceptor],
         options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_receive_message_length", receive_limit),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
@@ -247,6 +273,8 @@ def create_server(
         grpc_server, [*apps, MediaApp(settings)], settings, metrics, limiter, draining
     )
     server.interceptor = interceptor
+    server.receive_limit = receive_limit
+    server.trimmer = trimmer
     for app in server.apps:
         server.service_names.extend(app.register(grpc_server, server))
     health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
