@@ -19,7 +19,7 @@ from services.common.media import response_meta
 from services.common.server import ServiceApp
 from services.experiments.assignment import Assigner, Assignment
 from services.experiments.definition import Experiment, Recipe
-from services.experiments.ingest import ExposurePublisher, check_id, to_timestamp
+from services.experiments.ingest import EXPOSURE_TOPIC, ExposurePublisher, check_id, to_timestamp
 from services.experiments.store import Exposure, Store, open_store
 
 log = logging.getLogger("drape.experiments")
@@ -173,13 +173,20 @@ class ExperimentsApp(ServiceApp):
         settings: the process settings.
         store: a store to use instead of opening DRAPE_EXPERIMENTS_DB (tests, the demo).
         assigner: definitions to use instead of reading DRAPE_EXPERIMENTS_FILE.
+        exposure_topic: where exposures are published (with
+            DRAPE_EXPERIMENTS_PUBLISH_EXPOSURES).
     """
 
     name = "experiments"
 
     def __init__(
-        self, settings, store: Store | None = None, assigner: Assigner | None = None
+        self,
+        settings,
+        store: Store | None = None,
+        assigner: Assigner | None = None,
+        exposure_topic: str = EXPOSURE_TOPIC,
     ) -> None:
+        self.exposure_topic = exposure_topic
         self.settings = settings
         self.store = store
         self._own_store = store is None
@@ -203,7 +210,7 @@ class ExperimentsApp(ServiceApp):
         if self.settings.experiments_publish_exposures:
             try:
                 self.publisher = ExposurePublisher(
-                    self.settings.kafka_bootstrap_servers, self.settings
+                    self.settings.kafka_bootstrap_servers, self.settings, self.exposure_topic
                 )
             except Exception as exc:  # noqa: BLE001 - a start-up error naming the setting
                 from services.common.errors import ConfigError

@@ -56,7 +56,11 @@ def diff_pvalue(x1, n1, x0, n0):
     """Two-sided p-value of the Wald z-test of equal rates (arrays allowed)."""
     from statsmodels.stats.proportion import test_proportions_2indep
 
-    return np.asarray(test_proportions_2indep(x1, n1, x0, n0, compare="diff", method="wald").pvalue)
+    # A degenerate sample (all or no orders returned in both arms) has no variance: the
+    # p-value is nan then, without a division warning.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = test_proportions_2indep(x1, n1, x0, n0, compare="diff", method="wald")
+    return np.asarray(r.pvalue)
 
 
 def ratio_ci(x1, n1, x0, n0, alpha: float = ALPHA):
