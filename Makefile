@@ -8,7 +8,7 @@ STAMP := $(VENV)/.drape-setup
 PROTOS := $(shell find proto/drape -name '*.proto' | sort)
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test proto serve bench fuzz lint lock clean
+.PHONY: help setup demo demo-experiment test proto serve bench fuzz lint lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: setup  ## run the main job on the embedded default; results in out/
 	$(BIN)/drape demo --out out
+
+demo-experiment: setup  ## simulate a storefront A/B experiment; report and plot in out/experiment/
+	$(BIN)/drape experiments demo --out out/experiment
 
 test: setup  ## run the whole test suite (starts its own Kafka broker and gRPC servers)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

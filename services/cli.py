@@ -40,6 +40,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from services.animate.server import AnimateApp
 
         apps.append(AnimateApp(settings))
+    elif args.service == "experiments":
+        from services.experiments.server import ExperimentsApp
+
+        apps.append(ExperimentsApp(settings))
     elif args.service == "catalog":
         from services.catalog_adapter.batch_server import CatalogApp
 
@@ -271,9 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_commands(sub)  # drape models manifest|verify|export|build-engine
 
+    from services.experiments.cli import add_commands as add_experiments_commands
+
+    add_experiments_commands(sub)  # drape experiments report|assign|import-*|ingest|demo
+
     p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
     p.add_argument("service", nargs="?", default="media",
-                   choices=["media", "tryon", "refiner", "animate", "catalog"],
+                   choices=["media", "tryon", "refiner", "animate", "catalog", "experiments"],
                    help="service to run (default: media; every server also hosts media)")  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 

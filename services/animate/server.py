@@ -215,6 +215,8 @@ class AnimateServicer(pb_grpc.AnimateServiceServicer):
 
     def StartClip(self, request, context):  # noqa: N802 - gRPC method name
         app, s = self.app, self.app.settings
+        if app.experiments is not None:  # a unit id: assign, apply the variant's recipe
+            app.experiments.apply_clip(request)
         validate_start(request)
         kind = request.WhichOneof("motion")
         if kind is None:
@@ -378,15 +380,21 @@ class AnimateApp(ServiceApp):
             encode=lambda result: result.SerializeToString(),
             decode=pb.ClipResult.FromString,
         )
+        self.experiments = None  # automatic experiment assignment (services/experiments)
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         pb_grpc.add_AnimateServiceServicer_to_server(AnimateServicer(self), server)
+        from services.experiments.apply import RequestAssigner
+
+        self.experiments = RequestAssigner(self.settings, ctx.metrics)
         return [pb.DESCRIPTOR.services_by_name["AnimateService"].full_name]
 
     def load(self) -> None:
         from services.common.analysis.person import PersonAnalyzer
 
         s = self.settings
+        if self.experiments is not None:
+            self.experiments.load()
         if "diffusion" in (s.animate_backend, *s.animate_request_backends):
             # Loads and checks the operator's weights; a missing or corrupted file raises
             # here, naming it, and health stays NOT_SERVING.

@@ -37,6 +37,7 @@ from services.common.context import CancelToken, validate_tag
 from services.common.errors import DrapeError, InvalidInputError
 from services.common.media import FORMAT_NAMES
 from services.common.validation import shown
+from services.experiments.apply import catalog_recipe
 
 log = logging.getLogger("drape.catalog")
 
@@ -248,6 +249,9 @@ class JobRunner:
         """
         out = AttemptResult()
         try:
+            # An experiment variant may set the roster, motion and clips; its recipe joins
+            # the content hash (empty outside experiments: existing hashes unchanged).
+            recipe_parts = catalog_recipe(ev)
             _rid, models = self.rosters.resolve(ev.merchant_id, ev.roster_id)
             garments = []
             for i, g in enumerate(ev.garments):
@@ -283,7 +287,7 @@ class JobRunner:
                 token.check("still")
                 version = f"{ADAPTER_VERSION}+{self.stills.version}"
                 still_hash = content_hash(
-                    "still", *garment_parts, model.sha256, version, fmt, "refine=1"
+                    "still", *garment_parts, model.sha256, version, fmt, "refine=1", *recipe_parts
                 )
                 base = f"{ev.merchant_id}/{ev.sku}/{model.id}/{still_hash}"
                 meta = None if force else self._meta(base)

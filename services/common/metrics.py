@@ -29,6 +29,8 @@ class Metrics:
         service: value of the ``service`` label on build info, e.g. ``"tryon"``.
         variants: experiment variants allowed as label values; others count as ``other``.
         registry: where to register; a fresh one by default.
+        experiments: live experiment ids allowed as ``experiment`` label values of the
+            ``drape_experiment_*`` families; others count as ``other``.
     """
 
     def __init__(
@@ -36,9 +38,25 @@ class Metrics:
         service: str = "drape",
         variants: tuple[str, ...] = (),
         registry: CollectorRegistry | None = None,
+        experiments: tuple[str, ...] = (),
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.variants = frozenset(variants)
+        self.experiments = frozenset(experiments)
+        # Experiments: (live experiments + "other") x (listed variants + "other"), so the
+        # label sets stay bounded whatever ids requests carry.
+        self.assignments = Counter(
+            "drape_experiment_assignments",
+            "Units assigned to a variant (Assign calls and requests assigned automatically).",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.exposures = Counter(
+            "drape_experiment_exposures",
+            "Exposures recorded (ReportExposure), by experiment and variant.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
         rpc = ["grpc_service", "grpc_method"]
         self.requests = Counter(
             "drape_rpc_requests",
@@ -85,6 +103,15 @@ class Metrics:
         if not variant:
             return NO_VARIANT
         return variant if variant in self.variants else OTHER_VARIANT
+
+    def experiment_labels(self, experiment: str, variant: str) -> dict[str, str]:
+        """Bounded ``experiment`` and ``variant`` label values: an experiment not in the
+        live list is ``other`` (and so is its variant); variants as :meth:`variant_label`."""
+        if not experiment:
+            return {"experiment": NO_VARIANT, "variant": NO_VARIANT}
+        if experiment not in self.experiments:
+            return {"experiment": OTHER_VARIANT, "variant": OTHER_VARIANT}
+        return {"experiment": experiment, "variant": self.variant_label(variant)}
 
     @contextlib.contextmanager
     def stage(self, name: str, backend: str = "") -> Iterator[None]:

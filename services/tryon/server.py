@@ -139,6 +139,8 @@ class TryOnServicer(pb_grpc.TryOnServiceServicer):
         self.app = app
 
     def TryOn(self, request, context):  # noqa: N802 - gRPC method name
+        if self.app.experiments is not None:  # a unit id: assign, apply the variant's recipe
+            self.app.experiments.apply_tryon(request)
         hints = validate(request, self.app.request_backends)
         pipeline, extra, warnings = self.app.backend_for(request)
         registry = self.app.registry
@@ -266,10 +268,14 @@ class TryOnApp(ServiceApp):
         self.diffusion = None
         # Registered garments (RegisterGarment, Garment.garment_id): opened in load().
         self.registry: R.GarmentRegistry | None = None
+        self.experiments = None  # automatic experiment assignment (services/experiments)
 
     def register(self, server: grpc.Server, ctx) -> list[str]:
         pb_grpc.add_TryOnServiceServicer_to_server(TryOnServicer(self), server)
         ctx.metrics.registry.register(_GarmentCacheCollector(self))
+        from services.experiments.apply import RequestAssigner
+
+        self.experiments = RequestAssigner(self.settings, ctx.metrics)
         return [pb.DESCRIPTOR.services_by_name["TryOnService"].full_name]
 
     def load(self) -> None:
@@ -281,6 +287,8 @@ class TryOnApp(ServiceApp):
                     "DRAPE_TRYON_REQUEST_BACKENDS", f"unknown try-on backend {name!r}"
                 )
         self.registry = R.registry_from_settings(self.settings)
+        if self.experiments is not None:
+            self.experiments.load()
         # The learned garment cut-out: a missing or corrupted model file (its SHA-256 is
         # checked) stops start-up here and health stays NOT_SERVING.
         default_saliency()
