@@ -19,7 +19,19 @@ committed). When membership is lost (e.g. a broker restart) nothing can be commi
 running jobs are cancelled and handed back.
 
 Shutdown (SIGTERM/SIGINT): stop taking records, let running jobs finish within
-``DRAPE_GRACE_PERIOD_SECONDS``, cancel the rest (handed back), commit, leave the group.
+``DRAPE_GRACE_PERIOD_SECONDS`` less a reserve, cancel the rest (handed back, not committed),
+commit what is done and leave the group, all within the grace period whatever the jobs are
+doing: workers and attempts are daemon threads nothing waits for beyond it.
+
+Stuck jobs: each attempt runs in its own thread and ends by the job's deadline
+(``DRAPE_CATALOG_JOB_TIMEOUT_SECONDS``; the fetch honours it too). An attempt still running
+``ABANDON_SLACK`` seconds after it is abandoned: its worker goes on (DEADLINE_EXCEEDED,
+retried, then dead-lettered) and the attempt's token is cancelled. At most
+``DRAPE_CATALOG_WORKERS + MAX_ABANDONED`` attempt threads exist at once; past that, an attempt
+waits for one to end (within its own deadline).
+
+Lag (``drape_catalog_consumer_lag``) counts every record not done: waiting in the queue or
+running count, so a stuck job shows as lag.
 """
 
 from __future__ import annotations
@@ -31,18 +43,23 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
 from drape.catalog.v1 import events_pb2 as ev_pb
 from services.catalog_adapter.batches import record_product
-from services.catalog_adapter.jobs import JobRunner, validate_event
+from services.catalog_adapter.jobs import AttemptResult, JobRunner, validate_event
 from services.catalog_adapter.runners import is_retryable
 from services.common import context as ctxmod
 from services.common.context import CancelToken
-from services.common.errors import CancelledError, DrapeError, InvalidInputError
+from services.common.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    DrapeError,
+    InvalidInputError,
+)
 from services.common.kafka import (
     FAST_GROUP,
     TOPIC_ASSET,
@@ -66,6 +83,9 @@ H_EVENT_TYPE = "drape-event-type"
 MAX_BACKOFF = 60.0
 MAX_QUEUED = 256  # records held per partition before it is paused
 HANDOFF_SECONDS = 20.0  # how long a revoked partition's running job may take to finish
+ABANDON_SLACK = 1.0  # after the job deadline, how long an attempt may take to notice it
+MAX_ABANDONED = 16  # abandoned attempt threads still alive before new attempts wait
+SHUTDOWN_RESERVE = 3.0  # of the grace period, kept for cancelling, committing and closing
 
 
 class CatalogMetrics:
@@ -116,7 +136,8 @@ class CatalogMetrics:
         )
         self.lag = Gauge(
             "drape_catalog_consumer_lag",
-            "Records in the partition not yet handled by this consumer.",
+            "Records in the partition not yet done by this consumer (waiting in its queue "
+            "or running included).",
             ["partition"],
             registry=r,
         )
@@ -137,6 +158,16 @@ class CatalogMetrics:
         )
         self.rebalances = Counter(
             "drape_catalog_rebalances", "Partition assignments received.", registry=r
+        )
+        self.abandoned = Counter(
+            "drape_catalog_attempts_abandoned",
+            "Attempts still running past the job deadline, left behind (DEADLINE_EXCEEDED).",
+            registry=r,
+        )
+        self.attempt_threads = Gauge(
+            "drape_catalog_attempt_threads",
+            "Attempt threads alive, abandoned ones included.",
+            registry=r,
         )
 
 
@@ -184,7 +215,9 @@ class CatalogAdapter:
         self.stop_event = threading.Event()
         self._lock = threading.RLock()
         self._parts: dict = {}
-        self._pool = ThreadPoolExecutor(settings.catalog_workers, thread_name_prefix="catalog-job")
+        # Attempt threads (running and abandoned) are bounded by this semaphore.
+        self._attempt_slots = threading.BoundedSemaphore(settings.catalog_workers + MAX_ABANDONED)
+        self._attempts_alive = 0
         self._consumer = None
         self._producer = None
         self._last_lag = 0.0
@@ -265,7 +298,7 @@ class CatalogAdapter:
                 st.queue.extend(records)
                 self.metrics.consumed.inc(len(records))
         self._start_jobs()
-        if time.monotonic() - self._last_lag > 2.0:
+        if time.monotonic() - self._last_lag > 2.0 and not self.stop_event.is_set():
             self._update_lag()
 
     def _start_jobs(self) -> None:
@@ -278,7 +311,7 @@ class CatalogAdapter:
                     record = st.queue.pop(0)
                     st.token = CancelToken()
                     st.running_offset = record.offset
-                    st.running = self._pool.submit(self._process, record, st.token)
+                    st.running = _spawn("catalog-job", self._process, record, st.token)
                     running += 1
 
     def _collect(self) -> None:
@@ -297,13 +330,13 @@ class CatalogAdapter:
                     except Exception as exc:  # noqa: BLE001
                         log.warning("seek failed: %s", exc)
 
-    def _commit(self) -> None:
+    def _commit(self, timeout_ms: int | None = None) -> None:
         with self._lock:
             offsets = self._pending_offsets(self._parts)
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(offsets, timeout_ms=timeout_ms)
         except Exception as exc:  # noqa: BLE001 - retried on the next step
             log.warning("offset commit failed (retried): %s", exc)
             return
@@ -355,7 +388,7 @@ class CatalogAdapter:
         for tp in tps:
             with self._lock:
                 st = self._parts.get(tp)
-                base = None if st is None else st.done_offset
+                base = None if st is None else _first_not_done(st)
             if base is None:
                 try:
                     base = self._consumer.position(tp, timeout_ms=1000)
@@ -365,14 +398,16 @@ class CatalogAdapter:
                 self.metrics.lag.labels(partition=str(tp.partition)).set(max(ends[tp] - base, 0))
 
     def _shutdown(self) -> None:
-        """Finish or hand back running jobs, commit, leave the group."""
+        """Finish or hand back running jobs, commit, leave the group: within the grace
+        period, whatever the jobs are doing (a stuck one is cancelled and handed back)."""
         grace = self.settings.grace_period_seconds
         deadline = time.monotonic() + grace
+        reserve = min(SHUTDOWN_RESERVE, grace / 2)
         with self._lock:
             for st in self._parts.values():
                 st.queue.clear()  # not started: simply not committed, replayed elsewhere
         log.info("draining catalog jobs", extra={"grace_seconds": grace})
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline - reserve:
             with self._lock:
                 if not any(st.running for st in self._parts.values()):
                     break
@@ -381,21 +416,24 @@ class CatalogAdapter:
             for st in self._parts.values():
                 if st.token is not None and st.running is not None:
                     st.token.cancel("shutting down")
-        t_end = time.monotonic() + 10
+        # Cancelled workers hand back within a poll of their attempt; none is waited for
+        # past half the reserve (a daemon thread: the process exits without it).
+        t_end = deadline - reserve / 2
         while time.monotonic() < t_end:
             with self._lock:
                 if not any(st.running and not st.running.done() for st in self._parts.values()):
                     break
             time.sleep(0.02)
         self._collect()
-        self._commit()
+        self._commit(timeout_ms=_ms(deadline - time.monotonic(), reserve / 4))
         try:
-            self._consumer.close(autocommit=False)
+            self._consumer.close(
+                autocommit=False, timeout_ms=_ms(deadline - time.monotonic(), reserve / 4)
+            )
         except Exception as exc:  # noqa: BLE001
             log.warning("consumer close: %s", exc)
-        self._pool.shutdown(wait=False, cancel_futures=True)
         try:
-            self._producer.close(timeout=5)
+            self._producer.close(timeout=max(deadline - time.monotonic(), 0.1))
         except Exception as exc:  # noqa: BLE001
             log.warning("producer close: %s", exc)
         log.info("catalog adapter stopped")
@@ -501,7 +539,7 @@ class CatalogAdapter:
         while True:
             attempts += 1
             job_token = _linked(token, self.settings.catalog_job_timeout_seconds)
-            result = self.jobs.attempt(ev, job_token, skip_models=skip)
+            result = self._attempt(ev, token, job_token, skip)
             for ready in result.ready:
                 self._publish_event(ev, ev_pb.AssetEvent(asset_ready=ready), token)
                 kind = ev_pb.AssetKind.Name(ready.kind).removeprefix("ASSET_KIND_").lower()
@@ -551,6 +589,51 @@ class CatalogAdapter:
             )
             if token.wait(delay):
                 raise _HandBack()
+
+    def _attempt(self, ev, token: CancelToken, job_token: CancelToken, skip) -> AttemptResult:
+        """One attempt in its own thread, waited for until the job's deadline plus
+        ``ABANDON_SLACK``; past that it is abandoned (its token cancelled) and reported as
+        DEADLINE_EXCEEDED, so no event holds a worker longer than the job timeout.
+
+        Raises:
+            _HandBack: when ``token`` (shutdown, revocation) is cancelled meanwhile.
+        """
+        while not self._attempt_slots.acquire(timeout=0.05):
+            if token.cancelled:
+                raise _HandBack()
+            if job_token.remaining() <= 0:
+                return _deadline_result("earlier attempts past their deadline still run")
+        done, box = threading.Event(), {}
+
+        def run() -> None:
+            try:
+                box["result"] = self.jobs.attempt(ev, job_token, skip_models=skip)
+            except BaseException as exc:  # noqa: BLE001 - handed to the worker
+                box["error"] = exc
+            finally:
+                with self._lock:
+                    self._attempts_alive -= 1
+                    self.metrics.attempt_threads.set(self._attempts_alive)
+                self._attempt_slots.release()
+                done.set()
+
+        with self._lock:
+            self._attempts_alive += 1
+            self.metrics.attempt_threads.set(self._attempts_alive)
+        threading.Thread(target=run, name="catalog-attempt", daemon=True).start()
+        give_up = time.monotonic() + max(job_token.remaining(), 0) + ABANDON_SLACK
+        while not done.wait(0.05):
+            if token.cancelled:
+                job_token.cancel("handed back")
+                raise _HandBack()
+            if time.monotonic() > give_up:
+                job_token.cancel("abandoned past the job deadline")
+                self.metrics.abandoned.inc()
+                log.error("attempt abandoned: still running past the job deadline")
+                return _deadline_result("the job did not end by its deadline")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
 
     # ------------------------------------------------------------------ outputs
 
@@ -633,6 +716,42 @@ class CatalogAdapter:
 
 def _reason(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, DrapeError) else "INTERNAL"
+
+
+def _deadline_result(message: str) -> AttemptResult:
+    exc = DeadlineExceededError("DEADLINE_EXCEEDED", message)
+    return AttemptResult(failures=[("", ev_pb.ASSET_KIND_UNSPECIFIED, exc)])
+
+
+def _first_not_done(st: _Part) -> int | None:
+    """Offset of the partition's first record not done: the running one, else the first
+    waiting, else the next to commit (None: ask the consumer's position)."""
+    if st.running is not None:
+        return st.running_offset
+    if st.queue:
+        return st.queue[0].offset
+    return st.done_offset
+
+
+def _ms(seconds: float, floor: float) -> int:
+    return int(max(seconds, floor) * 1000)
+
+
+def _spawn(name: str, fn, *args) -> Future:
+    """``fn(*args)`` on a new daemon thread (nothing joins it at exit, unlike a pool's
+    workers: a stuck job cannot hold the process past its grace period)."""
+    fut: Future = Future()
+
+    def run() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return fut
 
 
 def _linked(parent: CancelToken, seconds: float) -> CancelToken:

@@ -68,7 +68,8 @@ class AdapterProcess:
     Args:
         bootstrap: the broker.
         store: the asset store directory.
-        env: extra environment (settings).
+        env: extra environment (settings). By default ``file://`` references are confined
+            to the store's parent directory and loopback addresses may be fetched.
         log_path: where its stderr goes.
     """
 
@@ -86,6 +87,10 @@ class AdapterProcess:
             "DRAPE_METRICS_ADDRESS": "127.0.0.1",
             "DRAPE_LOG_FORMAT": "text",
             "DRAPE_GRACE_PERIOD_SECONDS": "20",
+            # The tests' and benchmarks' references: files beside the store, HTTP servers
+            # on loopback (both refused by default).
+            "DRAPE_CATALOG_FETCH_FILE_ROOT": str(self.store.parent),
+            "DRAPE_CATALOG_FETCH_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
             **self.extra,
         }
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
@@ -230,3 +235,20 @@ def wait_for_assets(
             return ready
     missing = sorted(expected - seen)
     raise TimeoutError(f"{len(missing)} of {len(expected)} assets never announced: {missing[:5]}")
+
+
+class StuckClipRunner:
+    """A clip step that never ends and ignores its cancel token: the worst case of a stuck
+    job, for tests (``DRAPE_CATALOG_CLIP_RUNNER=services.catalog_adapter.harness:
+    stuck_clip_runner``). Each call sleeps an hour."""
+
+    backend = "stuck"
+    version = "stuck"
+
+    def make_clip(self, still_png, model, motion_template, token):
+        time.sleep(3600)
+        return []
+
+
+def stuck_clip_runner(settings) -> StuckClipRunner:
+    return StuckClipRunner()

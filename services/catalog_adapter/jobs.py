@@ -165,7 +165,9 @@ class JobRunner:
         rosters: the rosters.
         stills: the still step (:mod:`services.catalog_adapter.runners`).
         clips: the clip step.
-        read: ``read(uri, field) -> bytes`` for garment references.
+        read: ``read(uri, field, token=token) -> bytes`` for garment references (the
+            :class:`~services.catalog_adapter.fetch.ReferenceReader` of the events' fetch
+            policy; the fetch ends by the job's deadline).
     """
 
     def __init__(self, store: AssetStore, rosters: Rosters, stills, clips, read) -> None:
@@ -257,7 +259,7 @@ class JobRunner:
             for i, g in enumerate(ev.garments):
                 token.check("fetch")
                 hints = garment_hints(g, f"garments[{i}].")
-                data = self.read(g.image_uri, f"garments[{i}].image_uri")
+                data = self.read(g.image_uri, f"garments[{i}].image_uri", token=token)
                 garments.append(GarmentSpec(data, hints.category, hints.sleeve, hints.length))
         except Exception as exc:  # noqa: BLE001 - reported as the product's failure
             out.failures.append(("", ev_pb.ASSET_KIND_UNSPECIFIED, exc))

@@ -1,7 +1,8 @@
 """The steps a catalog job calls: fetch a reference, make a still, make a clip.
 
-* :class:`ReferenceReader` fetches garment and roster images by URI: ``file://``,
-  ``s3://`` (through the configured S3 endpoint) and ``http(s)://``.
+* :class:`ReferenceReader` (:mod:`services.catalog_adapter.fetch`) fetches garment and roster
+  images by URI, under a policy: ``file://``, ``s3://`` (through the configured S3
+  endpoint) and ``http(s)://``.
 * :class:`EmbeddedStillRunner` runs try-on and the refiner in this process, with the person
   analysis of each roster photo cached (roster photos are few and reused by every product)
   and each product's garment registered once (:mod:`services.tryon.registry`: by content
@@ -32,10 +33,10 @@ import hashlib
 import importlib
 import threading
 from typing import Protocol
-from urllib.parse import unquote
 
 import numpy as np
 
+from services.catalog_adapter.fetch import ReferenceReader
 from services.catalog_adapter.roster import StockModel
 from services.common.context import CancelToken
 from services.common.errors import (
@@ -50,81 +51,6 @@ from services.common.images import ImageLimits, decode_image, encode_image
 
 FORMAT_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 FORMAT_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
-
-
-class ReferenceReader:
-    """Reads image references of events and rosters.
-
-    Args:
-        max_bytes: largest object accepted.
-        s3: an :class:`~services.catalog_adapter.s3.S3Client` for ``s3://`` references.
-        timeout: seconds per HTTP request.
-    """
-
-    def __init__(self, max_bytes: int, s3=None, timeout: float = 30.0) -> None:
-        self.max_bytes, self.s3, self.timeout = max_bytes, s3, timeout
-
-    def __call__(self, uri: str, field: str = "image_uri") -> bytes:
-        """The referenced bytes.
-
-        Raises:
-            InvalidInputError: GARMENT_FETCH_FAILED when the reference can never be read
-                (missing file, unsupported scheme, HTTP 4xx, too large).
-            UnavailableError: GARMENT_FETCH_FAILED for transient failures (network, 5xx).
-        """
-        if uri.startswith("file://"):
-            path = unquote(uri[len("file://") :])
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read(self.max_bytes + 1)
-            except OSError as exc:
-                raise self._poison(field, f"cannot read {uri}: {exc.strerror or exc}") from None
-        elif uri.startswith("s3://"):
-            if self.s3 is None:
-                raise self._poison(field, f"{uri}: no S3 endpoint is configured")
-            bucket, _, key = uri[len("s3://") :].partition("/")
-            try:
-                data = self.s3.get_object(bucket, key)
-            except InvalidInputError as exc:
-                raise self._poison(field, f"{uri}: {exc.message}") from None
-            except UnavailableError as exc:
-                raise UnavailableError("GARMENT_FETCH_FAILED", exc.message, field=field) from None
-            if data is None:
-                raise self._poison(field, f"{uri} does not exist")
-        elif uri.startswith(("http://", "https://")):
-            data = self._http(uri, field)
-        else:
-            raise self._poison(field, f"unsupported reference {uri[:80]!r}")
-        if len(data) > self.max_bytes:
-            raise self._poison(field, f"{uri} is larger than {self.max_bytes} bytes")
-        return data
-
-    @staticmethod
-    def _poison(field: str, message: str) -> InvalidInputError:
-        return InvalidInputError("GARMENT_FETCH_FAILED", message, field=field)
-
-    def _http(self, uri: str, field: str) -> bytes:
-        import requests
-
-        try:
-            with requests.get(uri, timeout=self.timeout, stream=True) as resp:
-                if resp.status_code >= 500 or resp.status_code == 429:
-                    raise UnavailableError(
-                        "GARMENT_FETCH_FAILED", f"{uri}: HTTP {resp.status_code}", field=field
-                    )
-                if resp.status_code >= 300:
-                    raise self._poison(field, f"{uri}: HTTP {resp.status_code}")
-                chunks, size = [], 0
-                for chunk in resp.iter_content(1 << 16):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise self._poison(field, f"{uri} is larger than {self.max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except requests.RequestException as exc:
-            raise UnavailableError(
-                "GARMENT_FETCH_FAILED", f"{uri}: {type(exc).__name__}", field=field
-            ) from None
 
 
 def is_retryable(exc: BaseException) -> bool:
