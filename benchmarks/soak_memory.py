@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures as cf
+import contextlib
 import json
 import os
 import platform
@@ -186,10 +187,8 @@ def main() -> int:
             assert _outcome(ok_fn, ok) == "OK"
         time.sleep(1.0)
         # Reset the peak (VmHWM) so that it shows the storms, not the model loading.
-        try:
+        with contextlib.suppress(OSError):
             Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
-        except OSError:
-            pass
         base = _status(proc.pid)
         print(
             f"{args.service}: body {body / MiB:.1f} MiB, baseline RSS {base['VmRSS'] / MiB:.0f} MiB"

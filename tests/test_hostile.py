@@ -518,3 +518,81 @@ def test_every_logged_field_is_bounded():
     )
     assert len(JsonFormatter().format(record)) < 64 * 1024
     assert len(TextFormatter().format(record)) < 64 * 1024
+
+
+# ---------------------------------------------------------------- leftovers of item 1
+
+
+def _motion(name: str):
+    from services.animate.motions import Motion
+
+    frames = np.zeros((2, 33, 3), np.float32)
+    return Motion(
+        name=name, description="", fps=10, loops=False, framing="upper", frames=frames,
+        width=8, height=8, source="test",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["wave\n", "wave\r\n", "\nwave", "wave "])
+def test_motion_template_name_is_matched_whole(name):
+    """A template from a deployment's directory or an SDK user goes through
+    validate_motion, not only through the server's own name check."""
+    from services.animate.motions import validate_motion
+
+    with pytest.raises(InvalidInputError) as ei:
+        validate_motion(_motion(name), "motion")
+    assert (ei.value.reason, ei.value.field) == ("NAME_INVALID", "motion.name")
+    validate_motion(_motion("wave"), "motion")  # the same name without it passes
+
+
+@pytest.mark.parametrize("name", ["wave\n", "wave\r\n"])
+def test_extracted_motion_name_is_matched_whole(name):
+    from services.animate.extract import MotionExtractor
+
+    with pytest.raises(InvalidInputError) as ei:
+        MotionExtractor(30.0, 0.5, 60.0).check(None, 0, 0, 0, name, "video")
+    assert (ei.value.reason, ei.value.field) == ("NAME_INVALID", "name")
+
+
+# ---------------------------------------------------------------- 5. request memory
+
+
+# One of every unary method; "\xff" * 64 is no protobuf message (wire type 7).
+GARBAGE_CASES = [
+    "/drape.tryon.v1.TryOnService/TryOn",
+    "/drape.tryon.v1.TryOnService/RegisterGarment",
+    "/drape.refiner.v1.RefinerService/Refine",
+    "/drape.animate.v1.AnimateService/StartClip",
+    "/drape.animate.v1.AnimateService/ExtractMotion",
+    "/drape.animate.v1.AnimateService/ListMotions",
+    "/drape.animate.v1.AnimateService/GetClip",
+    "/drape.animate.v1.AnimateService/CancelClip",
+    "/drape.common.v1.MediaService/InspectImage",
+    "/drape.common.v1.MediaService/InspectVideo",
+]
+
+
+@pytest.mark.parametrize("method", GARBAGE_CASES)
+def test_bytes_that_are_no_request_are_malformed_not_internal(channel, method):
+    reason, field, message = refused(channel.unary_unary(method), b"\xff" * 64)
+    assert (reason, field) == ("MALFORMED_REQUEST", None)
+    assert method.lstrip("/") in message
+
+
+def test_watch_with_garbage_bytes_is_malformed(channel):
+    fn = channel.unary_stream("/drape.animate.v1.AnimateService/WatchClip")
+    with pytest.raises(grpc.RpcError) as ei:
+        list(fn(b"\xff" * 64, timeout=30))
+    assert ei.value.code() == INVALID
+    assert error_details(ei.value) == ("MALFORMED_REQUEST", None)
+
+
+def test_image_request_over_its_method_limit_is_refused_before_parsing(stubs):
+    # 40 MiB: over the 32 MiB image limit, under this server's 64 MiB message limit (a
+    # TryOn request may carry three images), over InspectImage's 36 MiB.
+    req = media_service_pb2.InspectImageRequest(image=common_pb2.Image(data=bytes(40 * MIB)))
+    reason, field, message = refused(
+        stubs["media"].InspectImage, req, grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    assert (reason, field) == ("MESSAGE_TOO_LARGE", None)
+    assert f"accepts at most {36 * MIB}" in message

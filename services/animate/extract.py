@@ -250,7 +250,7 @@ class MotionExtractor:
             InvalidInputError: TRIM_OUT_OF_RANGE, VIDEO_TOO_LONG, FPS_OUT_OF_RANGE,
                 NAME_INVALID.
         """
-        if name and not NAME_RE.match(name):
+        if name and not NAME_RE.fullmatch(name):
             raise InvalidInputError(
                 "NAME_INVALID",
                 f"name must be 1-64 of a-z, 0-9, '-', '_', got {name[:70]!r}",

@@ -22,7 +22,8 @@ from services.common.errors import InvalidInputError
 N_KEYPOINTS = 33
 BUILT_IN_DIR = Path(__file__).resolve().parent / "motions"
 DEFAULT_MOTION = "idle-sway"
-NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+# Always used with fullmatch: "$" alone also passes a name with a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 # Landmarks 23.. (hips and below) are the lower body; an upper-body template leaves
 # 25.. (knees, ankles, feet) at visibility 0 but keeps the hips (the torso's root).
 LEGS = tuple(range(25, 33))
@@ -147,7 +148,7 @@ def validate_motion(motion: Motion, field: str = "motion_template") -> None:
         raise InvalidInputError(
             "MOTION_INVALID", f"framing must be upper or full, got {motion.framing!r}", field=field
         )
-    if not NAME_RE.match(motion.name):
+    if not NAME_RE.fullmatch(motion.name):
         raise InvalidInputError(
             "NAME_INVALID",
             f"name must be 1-64 of a-z, 0-9, '-', '_', got {motion.name[:70]!r}",
