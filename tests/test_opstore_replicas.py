@@ -181,3 +181,23 @@ def test_managers_share_a_file_store(tmp_path):
     assert b.get(op.id, "alice")[1] == "the clip"
     a.shutdown()
     b.shutdown()
+
+
+def test_an_operation_whose_replica_died_reads_as_lost(tmp_path):
+    store = OperationStore(FileStore(tmp_path / "ops"))
+    codec = {"encode": str.encode, "decode": bytes.decode}
+    reader = OperationManager(store=store, **codec)
+    now = time.time()
+    # What a replica killed mid-clip leaves: a RUNNING record that nobody writes any more.
+    store.save({
+        "id": "x" * 24, "request_id": "r", "owner": "", "fingerprint": "f",
+        "state": S.OPERATION_STATE_RUNNING, "done": 3, "total": 10, "stage": "render",
+        "created": now - 400, "updated": now - 300, "finished": None, "version": 7,
+        "started": now - 399, "beat": now - 300, "experiment": None, "error": None,
+    })  # fmt: skip
+    op, result = reader.get("x" * 24)
+    assert op.state == S.OPERATION_STATE_FAILED and result is None
+    assert b"OPERATION_LOST" in op.error.details[0].value
+    final, _ = list(reader.watch("x" * 24))[-1]  # a watcher is not left waiting for ever
+    assert final.state == S.OPERATION_STATE_FAILED
+    reader.shutdown()
