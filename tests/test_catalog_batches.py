@@ -81,6 +81,7 @@ def env_settings(world: Path, name: str) -> dict[str, str]:
         "DRAPE_CATALOG_FETCH_FILE_ROOT": str(world),
         "DRAPE_CATALOG_RETRY_BACKOFF_SECONDS": "0.01",
         "DRAPE_CATALOG_WORKERS": "2",
+        "DRAPE_CATALOG_BATCH_MAX_PRODUCTS": "250",
     }
 
 
@@ -274,6 +275,9 @@ def test_start_refusals_unknown_batches_and_cancel(service, world, tmp_path):
         "BATCH_SOURCE_CONFLICT": pb.StartBatchRequest(products=[good], manifest_uri="file:///x"),
         "MANIFEST_INVALID": pb.StartBatchRequest(manifest_uri=manifest.as_uri()),
         "MANIFEST_UNREADABLE": pb.StartBatchRequest(manifest_uri=(tmp_path / "no.csv").as_uri()),
+        "BATCH_TOO_LARGE": pb.StartBatchRequest(
+            products=[event(i, world / "g0.png", "gamma", "big") for i in range(251)]
+        ),
     }
     for reason, req in cases.items():
         with pytest.raises(grpc.RpcError) as ei:
@@ -326,6 +330,14 @@ def test_cli_batch_from_a_csv_manifest_then_status(service, world, tmp_path):
     text = out.getvalue()
     assert code == 1 and "SUCCEEDED  6/6 handled, failed 1" in text, text
     assert text.count(" delta/TEE-") == 6  # --all: every product's line
+    # A finished batch no longer held in memory is read back from the database.
+    app = next(a for a in server.apps if a.name == "catalog")
+    with app.batches._cond:
+        app.batches._batches.pop(op_id)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["catalog", "status", op_id, "--server", address]) == 1
+    assert "SUCCEEDED  6/6 handled, failed 1" in out.getvalue() and "delta/TEE-X" in out.getvalue()
     out = io.StringIO()
     with redirect_stdout(out):
         code = cli.main(["catalog", "status", "no-such-batch", "--server", address])
@@ -386,14 +398,14 @@ def test_a_server_killed_mid_batch_resumes_it_after_restart_without_duplicates(w
     first = ServeProcess(env, tmp_path / "serve-1.log").start()
     second = None
     try:
-        events = [event(i, world / f"g{i % 4}.png", "acme", "crash") for i in range(60)]
-        op = first.stub.StartBatch(pb.StartBatchRequest(products=events))
+        events = [event(i, world / f"g{i % 4}.png", "acme", "crash") for i in range(40)]
+        op = first.stub.StartBatch(pb.StartBatchRequest(request_id="crash", products=events))
         ref = operations_pb2.OperationRef(operation_id=op.id)
         done = wait_for(lambda: (first.stub.GetBatch(ref).operation.progress.done >= 8
                                  and first.stub.GetBatch(ref).operation.progress.done),
                         120, interval=0.05, what="the batch to get going")  # fmt: skip
         first.stop(kill=True)  # SIGKILL: no drain, nothing saved on the way out
-        assert done < 60, "the batch ended before the kill: the test tested nothing"
+        assert done < 40, "the batch ended before the kill: the test tested nothing"
         store = world / "crash" / "store"
         before = {k: (store / k).stat().st_mtime_ns for k in stills(store, "acme")}
 
@@ -407,10 +419,12 @@ def test_a_server_killed_mid_batch_resumes_it_after_restart_without_duplicates(w
         assert all(it.created + it.reused == 1 and len(it.asset_uris) == 1 for it in items)
         keys = stills(store, "acme")
         per_sku = collections.Counter(k.split("/")[1] for k in keys)
-        assert len(per_sku) == 60 and set(per_sku.values()) == {1}  # nothing made twice
+        assert len(per_sku) == 40 and set(per_sku.values()) == {1}  # nothing made twice
         assert {k: (store / k).stat().st_mtime_ns for k in before} == before  # not remade
         # Only products in flight at the kill (one per lane) may find their still made.
-        assert last.result.created + last.result.reused == 60 and last.result.reused <= 2
+        assert last.result.created + last.result.reused == 40 and last.result.reused <= 2
+        again = second.stub.StartBatch(pb.StartBatchRequest(request_id="crash", products=events))
+        assert again.id == op.id and again.state == SUCCEEDED  # the request id survives too
     finally:
         for p in (first, second):
             if p is not None and p.proc.poll() is None:

@@ -69,6 +69,7 @@ PRODUCT_RECORD = "_product.json"
 DLQ_SOURCE_TOPIC = "grpc:CatalogService.StartBatch"
 MAX_ACTIVE = 16  # batches queued or running at once (more: QUEUE_FULL)
 TTL_SECONDS = 7 * 24 * 3600.0  # finished batches stay readable this long
+KEEP_FINISHED = 16  # finished batches held in memory (the others are read from the database)
 MESSAGE_MAX = 1000
 MAX_BACKOFF = 60.0
 MANIFEST_MAX_BYTES = 256 << 20
@@ -298,8 +299,9 @@ class BatchDB:
                  batch_id, report.index),
             )  # fmt: skip
 
-    def load(self, now: float) -> Iterator[tuple[tuple, list]]:
-        """Every batch not yet expired with its item rows; expired ones are deleted."""
+    def load_unfinished(self, now: float) -> Iterator[tuple[tuple, list]]:
+        """Every unfinished batch with its item rows, oldest first; batches finished more
+        than :data:`TTL_SECONDS` ago are deleted on the way."""
         with self._lock:
             old = [r[0] for r in self._db.execute(
                 "SELECT id FROM batches WHERE finished IS NOT NULL AND finished < ?",
@@ -308,14 +310,34 @@ class BatchDB:
             for bid in old:
                 self._db.execute("DELETE FROM items WHERE batch_id=?", (bid,))
                 self._db.execute("DELETE FROM batches WHERE id=?", (bid,))
-            rows = self._db.execute("SELECT * FROM batches ORDER BY created").fetchall()
-        for row in rows:
-            with self._lock:
-                items = self._db.execute(
-                    "SELECT event, report, outputs FROM items WHERE batch_id=? ORDER BY idx",
-                    (row[0],),
-                ).fetchall()
-            yield row, items
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM batches WHERE finished IS NULL ORDER BY created"
+            )]  # fmt: skip
+        for bid in ids:
+            found = self.load_one(bid)
+            if found is not None:
+                yield found
+
+    def load_one(self, batch_id: str) -> tuple[tuple, list] | None:
+        """One batch's row and item rows, None when unknown."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM batches WHERE id=?", (batch_id,)).fetchone()
+            if row is None:
+                return None
+            items = self._db.execute(
+                "SELECT event, report, outputs FROM items WHERE batch_id=? ORDER BY idx",
+                (batch_id,),
+            ).fetchall()
+        return row, items
+
+    def find_request(self, request_id: str) -> str | None:
+        """The batch started with ``request_id``, None when none is kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM batches WHERE request_id=? ORDER BY created DESC LIMIT 1",
+                (request_id,),
+            ).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         with self._lock:
@@ -386,33 +408,18 @@ class BatchManager:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> int:
-        """Load the persisted batches and start the runner; unfinished batches are queued
-        again (in creation order). Returns how many were resumed."""
+        """Load the unfinished batches and start the runner; they are queued again (in
+        creation order). Finished batches stay in the database and are read on demand.
+        Returns how many were resumed."""
         resumed = 0
-        for row, items in self.db.load(time.time()):
-            (bid, request_id, state, created, updated, finished, publish, force, dry_run,
-             experiment, error, _total) = row  # fmt: skip
-            events = [ev_pb.ProductUpserted.FromString(e) for e, _r, _o in items]
-            reports, outputs = [], []
-            for i, (ev, (_e, report, out)) in enumerate(zip(events, items, strict=True)):
-                reports.append(pb.BatchItem.FromString(report) if report else _pending(i, ev))
-                outputs.append(pb.BatchResult.FromString(zlib.decompress(out)) if out else None)
-            b = _Batch(
-                bid, request_id or "", common_pb2.Experiment.FromString(experiment or b""),
-                bool(publish), bool(force), bool(dry_run), events, reports, outputs, state,
-                created, updated, finished,
-            )  # fmt: skip
-            if error:
-                from google.rpc import status_pb2
-
-                b.error = status_pb2.Status.FromString(error)
-            self._batches[bid] = b
+        for row, items in self.db.load_unfinished(time.time()):
+            b = _from_rows(row, items)
+            self._batches[b.id] = b
             if b.request_id:
-                self._by_request[b.request_id] = bid
-            if state not in TERMINAL:
-                b.state = State.OPERATION_STATE_QUEUED
-                self._queue.append(bid)
-                resumed += 1
+                self._by_request[b.request_id] = b.id
+            b.state = State.OPERATION_STATE_QUEUED
+            self._queue.append(b.id)
+            resumed += 1
         if resumed:
             log.info("batches resumed", extra={"batches": resumed})
         self._thread = threading.Thread(target=self._loop, name="catalog-batches", daemon=True)
@@ -456,8 +463,10 @@ class BatchManager:
             ResourceExhaustedError: QUEUE_FULL.
         """
         with self._cond:
-            if request_id and request_id in self._by_request:
-                return self._proto(self._batches[self._by_request[request_id]])
+            if request_id:
+                known = self._by_request.get(request_id) or self.db.find_request(request_id)
+                if known is not None:
+                    return self._proto(self._find(known))
         experiment = experiment or common_pb2.Experiment()
         check_events(events, self.settings.catalog_batch_max_products)
         events = [_with_experiment(ev, experiment) for ev in events]
@@ -538,6 +547,11 @@ class BatchManager:
 
     def _find(self, batch_id: str) -> _Batch:
         b = self._batches.get(batch_id)
+        if b is None and batch_id:
+            found = self.db.load_one(batch_id)
+            if found is not None and found[0][5] is not None:  # finished: read on demand
+                b = self._batches[batch_id] = _from_rows(*found)
+                self._evict()
         if b is None:
             raise NotFoundError(
                 "OPERATION_NOT_FOUND",
@@ -640,6 +654,17 @@ class BatchManager:
         self._touch(b)
         self.db.save_batch(b)
         log.info("batch ended", extra={"batch": b.id, "state": State.Name(state)})
+        self._evict()
+
+    def _evict(self) -> None:
+        """Keep at most :data:`KEEP_FINISHED` finished batches in memory (oldest go first;
+        the database still has them)."""
+        done = sorted((x for x in self._batches.values() if x.state in TERMINAL),
+                      key=lambda x: x.finished or 0)  # fmt: skip
+        for old in done[: max(len(done) - KEEP_FINISHED, 0)]:
+            del self._batches[old.id]
+            if old.request_id and self._by_request.get(old.request_id) == old.id:
+                del self._by_request[old.request_id]
 
     def _loop(self) -> None:
         while True:
@@ -681,17 +706,27 @@ class BatchManager:
             if r.state not in HANDLED:
                 key = f"{r.merchant_id}/{r.sku}".encode()
                 todo[zlib.crc32(key) % lanes].append(i)
+        errors: list[BaseException] = []
         threads = [
-            threading.Thread(target=self._lane, args=(b, idx), name=f"catalog-batch-{n}",
-                             daemon=True)
+            threading.Thread(target=self._lane, args=(b, idx, errors),
+                             name=f"catalog-batch-{n}", daemon=True)
             for n, idx in enumerate(todo) if idx
         ]  # fmt: skip
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if errors:  # the database failed: the batch cannot go on as a whole
+            raise errors[0]
 
-    def _lane(self, b: _Batch, indexes: list[int]) -> None:
+    def _lane(self, b: _Batch, indexes: list[int], errors: list) -> None:
+        try:
+            self._lane_items(b, indexes)
+        except BaseException as exc:  # noqa: BLE001 - handed to _run, which fails the batch
+            b.token.cancel("a lane failed")
+            errors.append(exc)
+
+    def _lane_items(self, b: _Batch, indexes: list[int]) -> None:
         for i in indexes:
             if b.token.cancelled:
                 return
@@ -709,6 +744,14 @@ class BatchManager:
                     report, outputs = self._handle(b, i, ev)
             except _HandBack:
                 return
+            except Exception as exc:  # noqa: BLE001 - e.g. the store failed recording it
+                if not isinstance(exc, DrapeError):
+                    log.exception("batch product failed unexpectedly")
+                report, outputs = _pending(i, ev), pb.BatchResult()
+                report.state = Item.BATCH_ITEM_STATE_FAILED
+                report.reason = exc.reason if isinstance(exc, DrapeError) else "INTERNAL"
+                report.message = (exc.message if isinstance(exc, DrapeError)
+                                  else "internal error (see the server log)")[:MESSAGE_MAX]  # fmt: skip
             finally:
                 ctxmod.unbind(bound)
             self.db.save_item(b.id, report, outputs)
@@ -853,6 +896,27 @@ class BatchManager:
         ]
         self._send(b, TOPIC_PRODUCT_DLQ, f"{ev.merchant_id}/{ev.sku}".encode(),
                    ev.SerializeToString(), headers)  # fmt: skip
+
+
+def _from_rows(row: tuple, items: list) -> _Batch:
+    """A :class:`_Batch` from its database rows."""
+    (bid, request_id, state, created, updated, finished, publish, force, dry_run,
+     experiment, error, _total) = row  # fmt: skip
+    events = [ev_pb.ProductUpserted.FromString(e) for e, _r, _o in items]
+    reports, outputs = [], []
+    for i, (ev, (_e, report, out)) in enumerate(zip(events, items, strict=True)):
+        reports.append(pb.BatchItem.FromString(report) if report else _pending(i, ev))
+        outputs.append(pb.BatchResult.FromString(zlib.decompress(out)) if out else None)
+    b = _Batch(
+        bid, request_id or "", common_pb2.Experiment.FromString(experiment or b""),
+        bool(publish), bool(force), bool(dry_run), events, reports, outputs, state, created,
+        updated, finished,
+    )  # fmt: skip
+    if error:
+        from google.rpc import status_pb2
+
+        b.error = status_pb2.Status.FromString(error)
+    return b
 
 
 class _HandBack(Exception):

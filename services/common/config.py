@@ -582,9 +582,10 @@ class Settings:
         help="SQLite file where `drape serve catalog` keeps its batches (resumed on restart)",
     )
     catalog_batch_max_products: int = setting(
-        50000,
+        10000,
         env="DRAPE_CATALOG_BATCH_MAX_PRODUCTS",
-        help="most products in one CatalogService batch (more: BATCH_TOO_LARGE)",
+        help="most products in one CatalogService batch (more: BATCH_TOO_LARGE); its report "
+        "must fit in one DRAPE_MAX_MESSAGE_BYTES message",
         min=1,
         max=1000000,
     )
