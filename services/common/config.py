@@ -501,7 +501,10 @@ class Settings:
         "us-east-1", env="DRAPE_CATALOG_S3_REGION", help="S3 region used in request signing"
     )
     catalog_s3_access_key: str = setting(
-        "", env="DRAPE_CATALOG_S3_ACCESS_KEY", help="S3 access key id"
+        "",
+        env="DRAPE_CATALOG_S3_ACCESS_KEY",
+        help="S3 access key id; empty: botocore's default credential chain (IRSA web "
+        "identity, STS roles, AWS_* environment, instance metadata)",
     )
     catalog_s3_secret_key: str = setting(
         "", env="DRAPE_CATALOG_S3_SECRET_KEY", help="S3 secret access key", secret=True
