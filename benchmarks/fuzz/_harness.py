@@ -18,6 +18,7 @@ A finding is:
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def refused(fn: Callable[..., object], *args, **kwargs) -> DrapeError | None:
 def main(name: str, one_input: Callable[[bytes], None], seeds: Callable[[], list[bytes]]) -> None:
     """Run ``one_input`` under atheris with ``sys.argv``'s libFuzzer options.
 
+    ``--check-seeds`` runs the seeds through ``one_input`` once, without libFuzzer, prints
+    how many there were and exits (the test suite does this for every target).
+
     Without a corpus directory on the command line, ``out/fuzz/<name>/corpus`` is used and
     the seeds are written into it first; crash, timeout and out-of-memory inputs land in
     ``out/fuzz/<name>/``. ``-timeout`` and ``-rss_limit_mb`` default to
@@ -66,7 +70,16 @@ def main(name: str, one_input: Callable[[bytes], None], seeds: Callable[[], list
     """
     import atheris
 
+    # Pillow and PyAV warn about every odd tag of every mutated file; a warning is not a
+    # finding, and millions of them would bury the status lines in the log.
+    warnings.simplefilter("ignore")
     argv = list(sys.argv)
+    if "--check-seeds" in argv:
+        made = seeds()
+        for seed in made:
+            one_input(seed)  # raises on a finding
+        print(f"{name}: {len(made)} seeds, no finding")
+        return
     opts = [a for a in argv[1:] if a.startswith("-")]
     dirs = [a for a in argv[1:] if not a.startswith("-")]
     work = OUT / name
