@@ -50,7 +50,7 @@ def add_commands(sub) -> None:
 
     d = esub.add_parser("demo", help="simulate a storefront experiment; report and plot in --out")
     d.add_argument("--out", default="out/experiment", help="output directory")
-    d.add_argument("--shoppers", type=int, default=8000, help="simulated shoppers")
+    d.add_argument("--shoppers", type=int, default=5000, help="simulated shoppers")
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=cmd_demo)
 

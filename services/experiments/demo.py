@@ -51,7 +51,7 @@ motion_template = "idle-sway-upper"
 """
 
 
-def run_demo(out: Path, shoppers: int = 8000, seed: int = 7) -> int:
+def run_demo(out: Path, shoppers: int = 5000, seed: int = 7) -> int:
     """Run the simulation; returns the exit status of the report command."""
     from drape.experiments.v1 import events_pb2 as ev_pb
     from drape.experiments.v1 import experiment_service_pb2 as pb

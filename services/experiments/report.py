@@ -189,13 +189,18 @@ def srm_line(r: Report) -> str:
     )
 
 
+def window_text(exp: Experiment) -> str:
+    hours = exp.attribution_window.total_seconds() / 3600
+    return f"{hours:g} h ({hours / 24:g} days)" if hours >= 24 else f"{hours:g} h"
+
+
 def to_text(r: Report) -> str:
     """The report as a terminal table."""
     rows = [list(COLUMNS), *table_rows(r)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = [
         f"experiment {r.experiment.id}: {r.experiment.description}".rstrip(": "),
-        f"unit: {r.experiment.unit}; attribution window: {r.experiment.attribution_window}; "
+        f"unit: {r.experiment.unit}; attribution window: {window_text(r.experiment)}; "
         f"control: {r.experiment.control}",
         "",
     ]
@@ -278,7 +283,7 @@ td:first-child,th:first-child{{text-align:left}} .bad{{color:#b00;font-weight:bo
 </style></head><body>
 <h1>Experiment {e(x.id)}</h1>
 <p>{e(x.description)}</p>
-<p>Unit: {e(x.unit)} · control: {e(x.control)} · attribution window: {e(str(x.attribution_window))}
+<p>Unit: {e(x.unit)} · control: {e(x.control)} · attribution window: {e(window_text(x))}
  · generated {e(r.generated_at.strftime("%Y-%m-%d %H:%M UTC"))}</p>
 <table><tr>{head}</tr>{body}</table>
 <p class={srm_class}>{e(srm_line(r))}</p>{warn}
