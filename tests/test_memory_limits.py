@@ -299,3 +299,30 @@ def test_catalog_batches_keep_the_configured_message_limit():
     # Products, not images: a batch of thousands inline needs more than the 4 MiB slack.
     assert B.method_limit(C.StartBatchRequest.FromString, s, default=-1) == s.max_message_bytes
     assert B.server_receive_limit(["catalog"], s) == s.max_message_bytes
+
+
+def test_a_handler_looked_up_and_dropped_gives_its_slot_back():
+    """An outer interceptor (the token check) may ask for our handler only to learn that
+    the method exists; the slot taken for it must come back without any call running."""
+    from services.common.interceptors import DrapeInterceptor
+    from services.common.metrics import Metrics
+
+    limiter = ConcurrencyLimiter(1)
+    icpt = DrapeInterceptor(
+        Metrics(service="t"), limiter, threading.Event(), budget=B.ByteBudget(MiB)
+    )
+
+    class Details:
+        method = "/drape.test.Hold/Hold"
+        invocation_metadata = ()
+
+    handler = grpc.unary_unary_rpc_method_handler(lambda r, c: r)
+    gc.disable()  # released by reference counting, at once, not by a later collection
+    try:
+        for _ in range(3):
+            got = icpt.intercept_service(lambda _d: handler, Details())
+            assert got.unary_unary is not None and limiter.active == 1
+            del got
+            assert limiter.active == 0
+    finally:
+        gc.enable()

@@ -176,7 +176,8 @@ class ByteBudget:
         self._used = 0
         self.peak = 0
         self.refused = 0
-        self._lock = threading.Lock()
+        # Re-entrant: Held.__del__ releases, and may run on a thread inside try_acquire.
+        self._lock = threading.RLock()
 
     def try_acquire(self, nbytes: int) -> bool:
         """Count ``nbytes`` in if they fit; False (nothing counted) when they do not."""
@@ -330,7 +331,7 @@ class MemoryTrimmer:
         self.trims = 0
         self._fn = _load_malloc_trim()
         self._pending = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # note() may run from Held.__del__
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
