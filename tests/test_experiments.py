@@ -470,7 +470,7 @@ def service(make_server, defs_file, tmp_path):
 
 def test_grpc_assign_get_and_report_exposure(service, assigner):
     stub, store, server = service
-    r = stub.Assign(pb.AssignRequest(experiment_id="clip-returns", unit_id="shopper-7"), timeout=10)
+    r = stub.Assign(pb.AssignRequest(experiment=tags("clip-returns", "shopper-7")), timeout=10)
     want = assigner.assign("clip-returns", "shopper-7")
     assert r.variant == want.variant.name and r.bucket == want.bucket
     assert r.meta.experiment.variant == r.variant and r.meta.trace_id
@@ -479,28 +479,26 @@ def test_grpc_assign_get_and_report_exposure(service, assigner):
         for i in range(100)
         if assigner.assign("clip-returns", f"u{i}").variant.name == "clip"
     )
-    r = stub.Assign(pb.AssignRequest(experiment_id="clip-returns", unit_id=clip_unit), timeout=10)
+    r = stub.Assign(pb.AssignRequest(experiment=tags("clip-returns", clip_unit)), timeout=10)
     assert (
         r.recipe.output == pb.OUTPUT_STILL_AND_CLIP
         and r.recipe.motion_template == "idle-sway-upper"
     )
     assert not r.recipe.HasField("refine")
-    g = stub.GetExperiment(pb.GetExperimentRequest(experiment_id="clip-returns"), timeout=10)
+    g = stub.GetExperiment(pb.GetExperimentRequest(experiment=tags("clip-returns")), timeout=10)
     assert g.running and [v.name for v in g.experiment.variants] == ["still", "clip"]
     assert g.experiment.attribution_window_seconds == 7 * 86400
     assert g.experiment.variants[0].recipe.refine is True
     req = pb.ReportExposureRequest(
-        request_id="view-1", experiment_id="clip-returns", unit_id=clip_unit, product_id="sku-1",
+        request_id="view-1", experiment=tags("clip-returns", clip_unit), product_id="sku-1",
         time=to_timestamp(T0),
     )  # fmt: skip
     e = stub.ReportExposure(req, timeout=10)
     assert (e.variant, e.event_id, e.duplicate) == ("clip", "view-1", False)
     assert stub.ReportExposure(req, timeout=10).duplicate
     assert store.exposure_counts("clip-returns") == {"clip": (1, 1)}
-    assert (
-        store.assigned_units("clip-returns") == {want.variant.name: 1, "clip": 1}
-        or sum(store.assigned_units("clip-returns").values()) == 2
-    )
+    assigned = store.assigned_units("clip-returns")
+    assert sum(assigned.values()) == 2 and assigned["clip"] >= 1
     # Metrics: the live experiment by name; an unlisted variant as "other".
     text = "\n".join(
         f"{s.name}{s.labels}={s.value}"
@@ -511,38 +509,33 @@ def test_grpc_assign_get_and_report_exposure(service, assigner):
     assert "'experiment': 'clip-returns', 'variant': 'other'}=1.0" in text
 
 
+def tags(exp: str, unit: str = "", variant: str = ""):
+    from drape.common.v1 import common_pb2
+
+    return common_pb2.Experiment(experiment_id=exp, unit_id=unit, variant=variant)
+
+
+def exposure(product: str = "p", time=None, **kw):
+    req = pb.ReportExposureRequest(experiment=tags("clip-returns", "u", **kw), product_id=product)
+    if time is not None:
+        req.time.CopyFrom(to_timestamp(time))
+    return req
+
+
 @pytest.mark.parametrize(
     "request_, reason",
     [
-        (pb.AssignRequest(experiment_id="missing", unit_id="u"), "EXPERIMENT_NOT_FOUND"),
-        (pb.AssignRequest(experiment_id="clip-returns", unit_id="a b"), "INVALID_UNIT_ID"),
-        (pb.AssignRequest(experiment_id="ended", unit_id="u"), "EXPERIMENT_NOT_RUNNING"),
-        (pb.AssignRequest(experiment_id="x\n", unit_id="u"), "INVALID_EXPERIMENT_TAG"),
-        (
-            pb.ReportExposureRequest(experiment_id="clip-returns", unit_id="u", product_id=""),
-            "PRODUCT_ID_INVALID",
-        ),
-        (
-            pb.ReportExposureRequest(
-                experiment_id="clip-returns", unit_id="u", product_id="p", variant="zzz"
-            ),
-            "VARIANT_MISMATCH",
-        ),  # fmt: skip
-        (
-            pb.ReportExposureRequest(
-                experiment_id="clip-returns", unit_id="u", product_id="p", time=to_timestamp(T0 * 3)
-            ),
-            "EXPOSURE_TIME_INVALID",
-        ),  # fmt: skip
-        (
-            pb.ReportExposureRequest(
-                experiment_id="clip-returns",
-                unit_id="u",
-                product_id="p",
-                time=to_timestamp(1_500_000_000_000),
-            ),
-            "EXPERIMENT_NOT_RUNNING",
-        ),  # fmt: skip
+        (pb.AssignRequest(experiment=tags("missing", "u")), "EXPERIMENT_NOT_FOUND"),
+        (pb.AssignRequest(experiment=tags("clip-returns", "a b")), "INVALID_UNIT_ID"),
+        (pb.AssignRequest(experiment=tags("clip-returns")), "INVALID_UNIT_ID"),
+        (pb.AssignRequest(experiment=tags("ended", "u")), "EXPERIMENT_NOT_RUNNING"),
+        (pb.AssignRequest(experiment=tags("x\n", "u")), "INVALID_EXPERIMENT_TAG"),
+        (pb.AssignRequest(experiment=tags("clip-returns", "u", "zzz")), "VARIANT_MISMATCH"),
+        (exposure(product=""), "PRODUCT_ID_INVALID"),
+        (exposure(product="p q"), "PRODUCT_ID_INVALID"),
+        (exposure(variant="zzz"), "VARIANT_MISMATCH"),
+        (exposure(time=T0 * 3), "EXPOSURE_TIME_INVALID"),
+        (exposure(time=1_500_000_000_000), "EXPERIMENT_NOT_RUNNING"),
     ],
 )
 def test_grpc_refusals(service, request_, reason):

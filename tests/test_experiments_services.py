@@ -210,8 +210,7 @@ def test_exposures_on_kafka_and_orders_returns_ingested(
     stub.ReportExposure(
         pb.ReportExposureRequest(
             request_id="x-1",
-            experiment_id="clip-ab",
-            unit_id=unit,
+            experiment=common_pb2.Experiment(experiment_id="clip-ab", unit_id=unit),
             product_id="sku-1",
             time=to_timestamp(1_790_000_000_000),
         ),  # fmt: skip

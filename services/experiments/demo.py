@@ -53,6 +53,7 @@ motion_template = "idle-sway-upper"
 
 def run_demo(out: Path, shoppers: int = 5000, seed: int = 7) -> int:
     """Run the simulation; returns the exit status of the report command."""
+    from drape.common.v1 import common_pb2
     from drape.experiments.v1 import events_pb2 as ev_pb
     from drape.experiments.v1 import experiment_service_pb2 as pb
     from drape.experiments.v1 import experiment_service_pb2_grpc as pb_grpc
@@ -114,15 +115,15 @@ def run_demo(out: Path, shoppers: int = 5000, seed: int = 7) -> int:
 
         def visit(plan):
             unit, products, times, _buy, _ = plan
-            r = stub.Assign(pb.AssignRequest(experiment_id=EXPERIMENT, unit_id=unit), timeout=30)
+            tags = common_pb2.Experiment(experiment_id=EXPERIMENT, unit_id=unit)
+            r = stub.Assign(pb.AssignRequest(experiment=tags), timeout=30)
+            tags.variant = r.variant  # what the storefront shows, checked by the service
             for p, t in zip(products, times, strict=True):
                 stub.ReportExposure(
                     pb.ReportExposureRequest(
                         request_id=f"{unit}-{p}-{t}",
-                        experiment_id=EXPERIMENT,
-                        unit_id=unit,
+                        experiment=tags,
                         product_id=f"sku-{p:04d}",
-                        variant=r.variant,
                         time=to_timestamp(int(t)),
                     ),
                     timeout=30,

@@ -82,7 +82,23 @@ class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
         self.app = app
 
     def _assign(self, request, now: dt.datetime | None = None) -> Assignment:
-        a = self.app.assigner.assign(request.experiment_id, request.unit_id, now)
+        """The unit's assignment (stored the first time), checked against the request's
+        variant."""
+        tags = request.experiment
+        a = self.app.assigner.assign(
+            tags.experiment_id,
+            tags.unit_id,
+            now,
+            field="experiment.experiment_id",
+            unit_field="experiment.unit_id",
+        )
+        if tags.variant and tags.variant != a.variant.name:
+            raise InvalidInputError(
+                "VARIANT_MISMATCH",
+                f"unit is assigned to variant {a.variant.name!r}, the request names "
+                f"{tags.variant!r:.80}",
+                field="experiment.variant",
+            )
         ms = int((now.timestamp() if now else dt.datetime.now(dt.UTC).timestamp()) * 1000)
         if self.app.store.record_assignment(a.experiment.id, a.unit_id, a.variant.name, ms):
             self.app.metrics.assignments.labels(
@@ -100,14 +116,14 @@ class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
         )
 
     def GetExperiment(self, request, context):  # noqa: N802
-        exp = self.app.assigner.get(request.experiment_id)
+        exp = self.app.assigner.get(request.experiment.experiment_id, "experiment.experiment_id")
         return pb.GetExperimentResponse(
             meta=_meta(exp.id), experiment=definition_pb(exp), running=exp.running()
         )
 
     def ReportExposure(self, request, context):  # noqa: N802
         # Validate everything before anything is stored or published.
-        self.app.assigner.get(request.experiment_id)
+        self.app.assigner.get(request.experiment.experiment_id, "experiment.experiment_id")
         check_id(request.product_id, "product_id", "PRODUCT_ID_INVALID")
         now = dt.datetime.now(dt.UTC)
         when = now
@@ -125,13 +141,6 @@ class ExperimentServicer(pb_grpc.ExperimentServiceServicer):
                     field="time",
                 )
         a = self._assign(request, when)
-        if request.variant and request.variant != a.variant.name:
-            raise InvalidInputError(
-                "VARIANT_MISMATCH",
-                f"unit is assigned to variant {a.variant.name!r}, the request names "
-                f"{request.variant!r:.80}",
-                field="variant",
-            )
         call = ctxmod.current()
         event_id = request.request_id or (call.request_id if call else ctxmod.new_id())
         e = Exposure(

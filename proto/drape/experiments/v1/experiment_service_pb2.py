@@ -16,7 +16,7 @@ from drape.common.v1 import common_pb2 as drape_dot_common_dot_v1_dot_common__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-drape/experiments/v1/experiment_service.proto\x12\x14\x64rape.experiments.v1\x1a\x1c\x64rape/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x06Recipe\x12,\n\x06output\x18\x01 \x01(\x0e\x32\x1c.drape.experiments.v1.Output\x12\x15\n\rtryon_backend\x18\x02 \x01(\t\x12\x13\n\x06refine\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0fmotion_template\x18\x04 \x01(\t\x12\x17\n\x0f\x61nimate_backend\x18\x05 \x01(\t\x12\x11\n\troster_id\x18\x06 \x01(\tB\t\n\x07_refine\"U\n\x07Variant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12,\n\x06recipe\x18\x03 \x01(\x0b\x32\x1c.drape.experiments.v1.Recipe\"\xaf\x02\n\x14\x45xperimentDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x31\n\tunit_kind\x18\x03 \x01(\x0e\x32\x1e.drape.experiments.v1.UnitKind\x12/\n\x08variants\x18\x04 \x03(\x0b\x32\x1d.drape.experiments.v1.Variant\x12\x0f\n\x07\x63ontrol\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tstop_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1a\x61ttribution_window_seconds\x18\x08 \x01(\x03\"K\n\rAssignRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\"\x8c\x01\n\x0e\x41ssignResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12,\n\x06recipe\x18\x03 \x01(\x0b\x32\x1c.drape.experiments.v1.Recipe\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\x01\"A\n\x14GetExperimentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\"\x95\x01\n\x15GetExperimentResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12>\n\nexperiment\x18\x02 \x01(\x0b\x32*.drape.experiments.v1.ExperimentDefinition\x12\x0f\n\x07running\x18\x03 \x01(\x08\"\xa2\x01\n\x15ReportExposureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\x12\x12\n\nproduct_id\x18\x04 \x01(\t\x12\x0f\n\x07variant\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x16ReportExposureResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08*S\n\x08UnitKind\x12\x19\n\x15UNIT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11UNIT_KIND_SHOPPER\x10\x01\x12\x15\n\x11UNIT_KIND_SESSION\x10\x02*M\n\x06Output\x12\x16\n\x12OUTPUT_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTPUT_STILL\x10\x01\x12\x19\n\x15OUTPUT_STILL_AND_CLIP\x10\x02\x32\xbf\x02\n\x11\x45xperimentService\x12S\n\x06\x41ssign\x12#.drape.experiments.v1.AssignRequest\x1a$.drape.experiments.v1.AssignResponse\x12h\n\rGetExperiment\x12*.drape.experiments.v1.GetExperimentRequest\x1a+.drape.experiments.v1.GetExperimentResponse\x12k\n\x0eReportExposure\x12+.drape.experiments.v1.ReportExposureRequest\x1a,.drape.experiments.v1.ReportExposureResponseBL\n\x17\x61i.drape.experiments.v1P\x01Z/drape.ai/gen/drape/experiments/v1;experimentsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-drape/experiments/v1/experiment_service.proto\x12\x14\x64rape.experiments.v1\x1a\x1c\x64rape/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x06Recipe\x12,\n\x06output\x18\x01 \x01(\x0e\x32\x1c.drape.experiments.v1.Output\x12\x15\n\rtryon_backend\x18\x02 \x01(\t\x12\x13\n\x06refine\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0fmotion_template\x18\x04 \x01(\t\x12\x17\n\x0f\x61nimate_backend\x18\x05 \x01(\t\x12\x11\n\troster_id\x18\x06 \x01(\tB\t\n\x07_refine\"U\n\x07Variant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12,\n\x06recipe\x18\x03 \x01(\x0b\x32\x1c.drape.experiments.v1.Recipe\"\xaf\x02\n\x14\x45xperimentDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x31\n\tunit_kind\x18\x03 \x01(\x0e\x32\x1e.drape.experiments.v1.UnitKind\x12/\n\x08variants\x18\x04 \x03(\x0b\x32\x1d.drape.experiments.v1.Variant\x12\x0f\n\x07\x63ontrol\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tstop_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1a\x61ttribution_window_seconds\x18\x08 \x01(\x03\"T\n\rAssignRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\"\x8c\x01\n\x0e\x41ssignResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12,\n\x06recipe\x18\x03 \x01(\x0b\x32\x1c.drape.experiments.v1.Recipe\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\x01\"[\n\x14GetExperimentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\"\x95\x01\n\x15GetExperimentResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12>\n\nexperiment\x18\x02 \x01(\x0b\x32*.drape.experiments.v1.ExperimentDefinition\x12\x0f\n\x07running\x18\x03 \x01(\x08\"\x9a\x01\n\x15ReportExposureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\nexperiment\x18\x02 \x01(\x0b\x32\x1b.drape.common.v1.Experiment\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x16ReportExposureResponse\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.drape.common.v1.ResponseMeta\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08*S\n\x08UnitKind\x12\x19\n\x15UNIT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11UNIT_KIND_SHOPPER\x10\x01\x12\x15\n\x11UNIT_KIND_SESSION\x10\x02*M\n\x06Output\x12\x16\n\x12OUTPUT_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTPUT_STILL\x10\x01\x12\x19\n\x15OUTPUT_STILL_AND_CLIP\x10\x02\x32\xbf\x02\n\x11\x45xperimentService\x12S\n\x06\x41ssign\x12#.drape.experiments.v1.AssignRequest\x1a$.drape.experiments.v1.AssignResponse\x12h\n\rGetExperiment\x12*.drape.experiments.v1.GetExperimentRequest\x1a+.drape.experiments.v1.GetExperimentResponse\x12k\n\x0eReportExposure\x12+.drape.experiments.v1.ReportExposureRequest\x1a,.drape.experiments.v1.ReportExposureResponseBL\n\x17\x61i.drape.experiments.v1P\x01Z/drape.ai/gen/drape/experiments/v1;experimentsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,10 +24,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.experiments.v1.experi
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027ai.drape.experiments.v1P\001Z/drape.ai/gen/drape/experiments/v1;experimentsv1'
-  _globals['_UNITKIND']._serialized_start=1437
-  _globals['_UNITKIND']._serialized_end=1520
-  _globals['_OUTPUT']._serialized_start=1522
-  _globals['_OUTPUT']._serialized_end=1599
+  _globals['_UNITKIND']._serialized_start=1464
+  _globals['_UNITKIND']._serialized_end=1547
+  _globals['_OUTPUT']._serialized_start=1549
+  _globals['_OUTPUT']._serialized_end=1626
   _globals['_RECIPE']._serialized_start=135
   _globals['_RECIPE']._serialized_end=313
   _globals['_VARIANT']._serialized_start=315
@@ -35,17 +35,17 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_EXPERIMENTDEFINITION']._serialized_start=403
   _globals['_EXPERIMENTDEFINITION']._serialized_end=706
   _globals['_ASSIGNREQUEST']._serialized_start=708
-  _globals['_ASSIGNREQUEST']._serialized_end=783
-  _globals['_ASSIGNRESPONSE']._serialized_start=786
-  _globals['_ASSIGNRESPONSE']._serialized_end=926
-  _globals['_GETEXPERIMENTREQUEST']._serialized_start=928
-  _globals['_GETEXPERIMENTREQUEST']._serialized_end=993
-  _globals['_GETEXPERIMENTRESPONSE']._serialized_start=996
-  _globals['_GETEXPERIMENTRESPONSE']._serialized_end=1145
-  _globals['_REPORTEXPOSUREREQUEST']._serialized_start=1148
-  _globals['_REPORTEXPOSUREREQUEST']._serialized_end=1310
-  _globals['_REPORTEXPOSURERESPONSE']._serialized_start=1312
-  _globals['_REPORTEXPOSURERESPONSE']._serialized_end=1435
-  _globals['_EXPERIMENTSERVICE']._serialized_start=1602
-  _globals['_EXPERIMENTSERVICE']._serialized_end=1921
+  _globals['_ASSIGNREQUEST']._serialized_end=792
+  _globals['_ASSIGNRESPONSE']._serialized_start=795
+  _globals['_ASSIGNRESPONSE']._serialized_end=935
+  _globals['_GETEXPERIMENTREQUEST']._serialized_start=937
+  _globals['_GETEXPERIMENTREQUEST']._serialized_end=1028
+  _globals['_GETEXPERIMENTRESPONSE']._serialized_start=1031
+  _globals['_GETEXPERIMENTRESPONSE']._serialized_end=1180
+  _globals['_REPORTEXPOSUREREQUEST']._serialized_start=1183
+  _globals['_REPORTEXPOSUREREQUEST']._serialized_end=1337
+  _globals['_REPORTEXPOSURERESPONSE']._serialized_start=1339
+  _globals['_REPORTEXPOSURERESPONSE']._serialized_end=1462
+  _globals['_EXPERIMENTSERVICE']._serialized_start=1629
+  _globals['_EXPERIMENTSERVICE']._serialized_end=1948
 # @@protoc_insertion_point(module_scope)

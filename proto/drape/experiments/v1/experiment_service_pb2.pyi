@@ -73,14 +73,12 @@ class ExperimentDefinition(_message.Message):
     def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., unit_kind: _Optional[_Union[UnitKind, str]] = ..., variants: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., control: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., stop_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., attribution_window_seconds: _Optional[int] = ...) -> None: ...
 
 class AssignRequest(_message.Message):
-    __slots__ = ("request_id", "experiment_id", "unit_id")
+    __slots__ = ("request_id", "experiment")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
-    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    experiment_id: str
-    unit_id: str
-    def __init__(self, request_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., unit_id: _Optional[str] = ...) -> None: ...
+    experiment: _common_pb2.Experiment
+    def __init__(self, request_id: _Optional[str] = ..., experiment: _Optional[_Union[_common_pb2.Experiment, _Mapping]] = ...) -> None: ...
 
 class AssignResponse(_message.Message):
     __slots__ = ("meta", "variant", "recipe", "bucket")
@@ -95,12 +93,12 @@ class AssignResponse(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.ResponseMeta, _Mapping]] = ..., variant: _Optional[str] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., bucket: _Optional[float] = ...) -> None: ...
 
 class GetExperimentRequest(_message.Message):
-    __slots__ = ("request_id", "experiment_id")
+    __slots__ = ("request_id", "experiment")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    experiment_id: str
-    def __init__(self, request_id: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
+    experiment: _common_pb2.Experiment
+    def __init__(self, request_id: _Optional[str] = ..., experiment: _Optional[_Union[_common_pb2.Experiment, _Mapping]] = ...) -> None: ...
 
 class GetExperimentResponse(_message.Message):
     __slots__ = ("meta", "experiment", "running")
@@ -113,20 +111,16 @@ class GetExperimentResponse(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.ResponseMeta, _Mapping]] = ..., experiment: _Optional[_Union[ExperimentDefinition, _Mapping]] = ..., running: bool = ...) -> None: ...
 
 class ReportExposureRequest(_message.Message):
-    __slots__ = ("request_id", "experiment_id", "unit_id", "product_id", "variant", "time")
+    __slots__ = ("request_id", "experiment", "product_id", "time")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
-    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
-    VARIANT_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    experiment_id: str
-    unit_id: str
+    experiment: _common_pb2.Experiment
     product_id: str
-    variant: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., unit_id: _Optional[str] = ..., product_id: _Optional[str] = ..., variant: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., experiment: _Optional[_Union[_common_pb2.Experiment, _Mapping]] = ..., product_id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReportExposureResponse(_message.Message):
     __slots__ = ("meta", "variant", "event_id", "duplicate")

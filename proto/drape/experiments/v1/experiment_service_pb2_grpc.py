@@ -38,8 +38,9 @@ class ExperimentServiceServicer(object):
 
     def Assign(self, request, context):
         """The variant of one unit, with its recipe. Refusals (INVALID_ARGUMENT, with a field
-        violation): INVALID_EXPERIMENT_TAG (a malformed experiment_id), INVALID_UNIT_ID,
-        EXPERIMENT_NOT_FOUND, EXPERIMENT_NOT_RUNNING (before its start or after its stop).
+        violation): INVALID_EXPERIMENT_TAG (a malformed experiment id or variant),
+        INVALID_UNIT_ID, EXPERIMENT_NOT_FOUND, EXPERIMENT_NOT_RUNNING (before its start or after
+        its stop), VARIANT_MISMATCH.
         The assignment is stored (first time seen) for the sample-ratio check.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -55,10 +56,11 @@ class ExperimentServiceServicer(object):
 
     def ReportExposure(self, request, context):
         """Records that a unit was shown a product under its variant: stored, and published as
-        an ExposureEvent on experiment.exposure.v1 when the server has a broker. The variant
-        is the unit's assignment; a request that names another one is refused with
-        VARIANT_MISMATCH. Repeating a request_id records nothing new (duplicate=true).
-        Refusals: those of Assign, plus PRODUCT_ID_INVALID, EXPOSURE_TIME_INVALID.
+        an ExposureEvent on experiment.exposure.v1 when the server publishes exposures
+        (UNAVAILABLE, EXPOSURE_PUBLISH_FAILED when the broker does not take it: retry with the
+        same request_id). The variant is the unit's assignment at the exposure's time.
+        Repeating a request_id records nothing new (duplicate=true). Refusals: those of
+        Assign, plus PRODUCT_ID_INVALID, EXPOSURE_TIME_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
