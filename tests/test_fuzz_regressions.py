@@ -60,3 +60,28 @@ def test_fuzz_finding_outside_the_contract_is_raised(harness):
         _harness.refused(lambda: (_ for _ in ()).throw(InternalError("X_Y", "ours")))
     with pytest.raises(KeyError):
         _harness.refused(lambda: {}["missing"])
+
+
+# --------------------------------------------------------------------------- video
+
+
+def test_video_with_a_codec_ffmpeg_cannot_decode_is_refused():
+    """fuzz_video, first run: an MP4 whose sample entry names an unknown codec has a video
+    stream without a codec context; decode_video read ``ctx.width`` of None
+    (AttributeError, INTERNAL over gRPC)."""
+    import io
+
+    import av
+    import numpy as np
+
+    from services.common.errors import InvalidInputError
+    from services.common.video import decode_video, encode_mp4
+
+    mp4 = encode_mp4([np.zeros((16, 16, 3), np.uint8)] * 2, 8.0)
+    bad = mp4.replace(b"avc1", b"zzzz")  # the sample entry's codec fourcc
+    with av.open(io.BytesIO(bad), format="mp4") as c:
+        assert c.streams.video[0].codec_context is None  # the path that crashed
+    with pytest.raises(InvalidInputError) as ei:
+        decode_video(bad, field="motion_video.data")
+    assert ei.value.reason == "VIDEO_CODEC_UNSUPPORTED"
+    assert ei.value.field == "motion_video.data"

@@ -111,7 +111,7 @@ def decode_video(
 
     Raises:
         InvalidInputError: VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED,
-            VIDEO_NO_VIDEO_STREAM, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES,
+            VIDEO_NO_VIDEO_STREAM, VIDEO_CODEC_UNSUPPORTED, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES,
             VIDEO_TOO_MANY_PIXELS, VIDEO_DECODED_TOO_LARGE or VIDEO_CORRUPT.
     """
     if not data:
@@ -138,6 +138,10 @@ def decode_video(
             raise _refuse("VIDEO_NO_VIDEO_STREAM", "the file has no video stream", field)
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        if ctx is None:  # a codec FFmpeg has no decoder for (found by fuzzing)
+            raise _refuse(
+                "VIDEO_CODEC_UNSUPPORTED", "the video stream's codec cannot be decoded", field
+            )
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         if width * height > limits.max_pixels:
             raise _refuse(
