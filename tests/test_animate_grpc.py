@@ -45,30 +45,21 @@ def finish(stub, op):
 
 
 def test_clip_of_a_real_photo(stub):
-    op = stub.StartClip(
-        pb.StartClipRequest(
-            request_id="clip-1",
-            still=common_pb2.Image(data=ASTRONAUT),
-            template_name="upper-gestures",
-            fps=20,
-            width=320,
-            height=480,
-            duration_seconds=1.5,
-            output=pb.ClipOutputOptions(poster_frame=True),
-            experiment=common_pb2.Experiment(experiment_id="clips", variant="control"),
-        ),  # fmt: skip
-        timeout=30,
-    )
+    request = pb.StartClipRequest(
+        request_id="clip-1",
+        still=common_pb2.Image(data=ASTRONAUT),
+        template_name="upper-gestures",
+        fps=20,
+        width=320,
+        height=480,
+        duration_seconds=1.5,
+        output=pb.ClipOutputOptions(poster_frame=True),
+        experiment=common_pb2.Experiment(experiment_id="clips", variant="control"),
+    )  # fmt: skip
+    op = stub.StartClip(request, timeout=30)
     assert op.state in (S.OPERATION_STATE_QUEUED, S.OPERATION_STATE_RUNNING)
-    again = stub.StartClip(
-        pb.StartClipRequest(
-            request_id="clip-1",
-            still=common_pb2.Image(data=ASTRONAUT),
-            template_name="upper-gestures",
-        ),  # fmt: skip
-        timeout=30,
-    )
-    assert again.id == op.id  # idempotent by request_id
+    again = stub.StartClip(request, timeout=30)
+    assert again.id == op.id  # a retry (same request_id, same content) is idempotent
     msgs = finish(stub, op)
     final = msgs[-1]
     assert final.operation.state == S.OPERATION_STATE_SUCCEEDED, final.operation.error
