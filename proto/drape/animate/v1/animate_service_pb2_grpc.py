@@ -54,8 +54,10 @@ class AnimateServiceServicer(object):
 
     def StartClip(self, request, context):
         """Validates the request and queues a clip; returns the operation at once (QUEUED).
-        Starting again with the same request_id returns the existing operation. Refusals,
-        all INVALID_ARGUMENT with a google.rpc.ErrorInfo reason and a google.rpc.BadRequest
+        Starting again with the same request_id and the same content (from the same caller
+        when authentication is on) returns the existing operation; the same request_id with
+        other content is ALREADY_EXISTS with reason REQUEST_ID_REUSED. Operation ids are
+        random (144 bits), never derived from the request_id. Refusals, all INVALID_ARGUMENT with a google.rpc.ErrorInfo reason and a google.rpc.BadRequest
         field violation naming the field: MOTION_MISSING (no motion set), MOTION_NOT_FOUND
         (unknown template_name), MOTION_INVALID (a sent template has no frames, a frame
         without exactly 33 keypoints, or a coordinate that is not finite),
@@ -79,7 +81,8 @@ class AnimateServiceServicer(object):
     def WatchClip(self, request, context):
         """Streams the operation: the current state at once, then every change (throttled), and
         ends after the terminal message, which carries the result when SUCCEEDED. NOT_FOUND
-        with reason OPERATION_NOT_FOUND for an unknown or expired id.
+        with reason OPERATION_NOT_FOUND for an unknown or expired id, and for another
+        caller's operation when authentication is on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,7 +90,8 @@ class AnimateServiceServicer(object):
 
     def GetClip(self, request, context):
         """Returns the operation's latest state and, once SUCCEEDED, its result. NOT_FOUND with
-        reason OPERATION_NOT_FOUND for an unknown or expired id.
+        reason OPERATION_NOT_FOUND for an unknown or expired id, and for another caller's
+        operation when authentication is on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,8 +99,10 @@ class AnimateServiceServicer(object):
 
     def CancelClip(self, request, context):
         """Stops the operation and returns it, CANCELLED; an operation already terminal is
-        returned unchanged. NOT_FOUND with reason OPERATION_NOT_FOUND for an unknown or
-        expired id.
+        returned unchanged. An operation that another replica runs (shared operation store)
+        is returned as it stands and ends CANCELLED within about a second of that replica's
+        next progress report. NOT_FOUND with reason OPERATION_NOT_FOUND for an unknown or
+        expired id, and for another caller's operation when authentication is on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
