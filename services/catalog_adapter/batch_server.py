@@ -186,7 +186,7 @@ def _stub(address: str, settings):
 
 def summary_table(result: pb.BatchResult, limit: int = 20, out=None) -> None:
     """Print the batch's totals, a count per failure reason, and the first ``limit``
-    products that did not succeed (every product when ``limit`` is negative)."""
+    products that failed or were skipped (every product when ``limit`` is negative)."""
     out = out or sys.stdout
     by_reason: dict[str, int] = {}
     for item in result.items:
@@ -202,7 +202,8 @@ def summary_table(result: pb.BatchResult, limit: int = 20, out=None) -> None:
         print(f"{'reason':32} {'products':>8}", file=out)
         for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]):
             print(f"{reason:32} {n:>8}", file=out)
-    rows = [i for i in result.items if limit < 0 or i.state != pb.BATCH_ITEM_STATE_SUCCEEDED]
+    quiet = (pb.BATCH_ITEM_STATE_SUCCEEDED, pb.BATCH_ITEM_STATE_PLANNED)
+    rows = [i for i in result.items if limit < 0 or i.state not in quiet]
     if not rows:
         return
     shown = rows if limit < 0 else rows[:limit]
@@ -284,8 +285,8 @@ def run_status_cli(args, settings) -> int:
     print(f"batch {resp.operation.id}: "
           f"{operations_pb2.OperationState.Name(resp.operation.state).removeprefix('OPERATION_STATE_')}"
           f"  {p.succeeded + p.failed + p.skipped_stale}/{p.total} handled, failed {p.failed}"
-          + (f", {p.throughput_per_second:.1f}/s, eta {p.eta_seconds:.0f}s"
-             if p.eta_seconds > 0 else ""))  # fmt: skip
+          + (f", {p.throughput_per_second:.2f}/s" if p.throughput_per_second > 0 else "")
+          + (f", eta {p.eta_seconds:.0f}s" if p.eta_seconds > 0 else ""))  # fmt: skip
     return _report(resp, resp.result if resp.HasField("result") else None,
                    limit=-1 if args.all else 20)  # fmt: skip
 
@@ -298,6 +299,9 @@ def _report(msg, result, limit: int) -> int:
     if result is None:
         return 0 if op is not None and op.state != operations_pb2.OPERATION_STATE_CANCELLED else 1
     summary_table(result, limit=limit)
+    rate = msg.progress.throughput_per_second
+    print(f"elapsed {op.progress.elapsed_seconds:.1f} s"
+          + (f", {rate:.2f} products/s" if rate > 0 else ""))  # fmt: skip
     if op.state == operations_pb2.OPERATION_STATE_CANCELLED:
         print("batch cancelled", file=sys.stderr)
         return 1

@@ -366,6 +366,7 @@ class _Batch:
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
     cancel_requested: bool = False
     run_started: float | None = None  # monotonic, this process
+    run_ended: float | None = None
     handled_at_start: int = 0
     version: int = 0
 
@@ -567,7 +568,7 @@ class BatchManager:
         reused = sum(r.reused for r in b.reports)
         rate, eta = 0.0, -1.0
         if b.run_started is not None:
-            dt = time.monotonic() - b.run_started
+            dt = (b.run_ended or time.monotonic()) - b.run_started
             ran = handled - b.handled_at_start
             if dt > 0 and ran > 0:
                 rate = ran / dt
@@ -647,6 +648,7 @@ class BatchManager:
     def _finish(self, b: _Batch, state: int, error: DrapeError | None = None) -> None:
         b.state = state
         b.finished = time.time()
+        b.run_ended = time.monotonic()
         if error is not None:
             b.error = status_proto(error)
         elif state == State.OPERATION_STATE_CANCELLED:
