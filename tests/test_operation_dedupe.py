@@ -156,3 +156,16 @@ def test_manager_binds_request_ids_to_content_and_owner():
     with pytest.raises(NotFoundError):
         m.get(a.id)  # "" (no auth) is not a master key either
     m.shutdown()
+
+
+def test_finished_operations_kept_in_memory_are_bounded():
+    m = OperationManager(max_finished=2)
+    ops = [m.start(lambda h, i=i: f"clip {i}") for i in range(4)]
+    for op in ops:
+        list(m.watch(op.id))
+    m.start(lambda h: "one more")  # a start sweeps: only the two newest finished stay
+    for op in ops[:2]:
+        with pytest.raises(NotFoundError):
+            m.get(op.id)
+    assert [m.get(op.id)[1] for op in ops[2:]] == ["clip 2", "clip 3"]
+    m.shutdown()

@@ -175,6 +175,9 @@ def test_managers_share_a_file_store(tmp_path):
         b.start(lambda h: "x", request_id="r-1", owner="alice", fingerprint="g")
     with pytest.raises(NotFoundError):
         b.get(op.id, "bob")
+    for hostile in ("../../../etc/passwd", "a/b", "", "x" * 65, ".", "ops\n"):
+        with pytest.raises(NotFoundError):  # never a key, never an INTERNAL
+            b.get(hostile, "alice")
     gate.set()
     final, result = list(b.watch(op.id, owner="alice"))[-1]
     assert final.state == S.OPERATION_STATE_SUCCEEDED and result == "the clip"

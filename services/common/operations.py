@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 import secrets
 import threading
 import time
@@ -66,6 +67,7 @@ TERMINAL = frozenset(
 
 
 OP_ID_BYTES = 18  # 144 random bits, URL-safe base64: 24 characters
+_OP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def fingerprint(request) -> str:
@@ -136,6 +138,9 @@ class OperationManager:
             with RESOURCE_EXHAUSTED (reason QUEUE_FULL) rather than queued without bound.
         workers: operations running concurrently (the rest wait, QUEUED).
         ttl_seconds: how long a finished operation stays readable.
+        max_finished: finished operations (and their results) kept in this process; past
+            it the oldest are dropped before their TTL (they stay readable from ``store``
+            when there is one). Bounds the memory that a stream of clips can hold.
         store: the :class:`~services.common.opstore.OperationStore` shared by replicas, or
             None to keep operations in this process only.
         encode, decode: a result to bytes and back (needed with ``store``; e.g. a proto's
@@ -147,6 +152,7 @@ class OperationManager:
         max_active: int = 8,
         workers: int = 1,
         ttl_seconds: float = 3600.0,
+        max_finished: int = 256,
         store: OperationStore | None = None,
         encode: Callable[[Any], bytes] | None = None,
         decode: Callable[[bytes], Any] | None = None,
@@ -155,6 +161,7 @@ class OperationManager:
             raise ValueError("a shared operation store needs encode and decode for results")
         self.max_active = max_active
         self.ttl = ttl_seconds
+        self.max_finished = max_finished
         self.store, self._encode, self._decode = store, encode, decode
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drape-op")
         self._ops: dict[str, _Op] = {}
@@ -366,7 +373,9 @@ class OperationManager:
     def _remote(self, op_id: str, owner: str) -> _Op:
         """The record of an operation another replica runs (or ran)."""
         op = None
-        if self.store is not None and op_id:
+        # Only ids this module could have made reach the store: a client's "../x" or "a/b"
+        # never becomes part of a key.
+        if self.store is not None and _OP_ID_RE.fullmatch(op_id):
             op = self._record(self.store.load(op_id))
         if op is None or op.owner != scope_of(owner) or self._expired(op):
             raise self._not_found(op_id)
@@ -583,12 +592,13 @@ class OperationManager:
 
     def _sweep(self) -> None:
         now = time.time()
-        for op_id in [
-            i for i, o in self._ops.items() if o.finished and now - o.finished > self.ttl
-        ]:
-            op = self._ops.pop(op_id)
-            if op.request_id:
-                self._by_request.pop((op.owner, op.request_id), None)
+        finished = sorted((o for o in self._ops.values() if o.finished), key=lambda o: o.finished)
+        excess = max(len(finished) - self.max_finished, 0)
+        for i, op in enumerate(finished):
+            if i < excess or now - op.finished > self.ttl:
+                del self._ops[op.id]
+                if op.request_id:
+                    self._by_request.pop((op.owner, op.request_id), None)
 
     def _proto(self, op: _Op) -> operations_pb2.Operation:
         elapsed = 0.0 if op.started_mono is None else time.monotonic() - op.started_mono
