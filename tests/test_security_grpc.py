@@ -93,12 +93,16 @@ class WhoApp(ServiceApp):
         def am(request, context):
             return caller_identity(context).encode()
 
+        def watch(request, context):
+            for _ in range(2):
+                yield caller_identity(context).encode()
+
+        handlers = {
+            "Am": grpc.unary_unary_rpc_method_handler(am),
+            "Watch": grpc.unary_stream_rpc_method_handler(watch),
+        }
         server.add_generic_rpc_handlers(
-            (
-                grpc.method_handlers_generic_handler(
-                    "test.Who", {"Am": grpc.unary_unary_rpc_method_handler(am)}
-                ),
-            )
+            (grpc.method_handlers_generic_handler("test.Who", handlers),)
         )
         return ["test.Who"]
 
@@ -165,9 +169,9 @@ def test_tls_handshake_and_identity_empty_without_authentication(serve, pki):
 
 def test_tls_refuses_a_client_that_trusts_another_ca(serve, pki):
     port = serve(**tls_server(pki))
-    with channel(port, client_ca_file=str(pki["other"][0])) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            who(ch, timeout=5)
+    ch = channel(port, client_ca_file=str(pki["other"][0]))
+    with ch, pytest.raises(grpc.RpcError) as err:
+        who(ch, timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -183,9 +187,9 @@ def test_tls_server_name_override(serve, pki):
     # fails, and the override setting is what it checks.
     port = serve(**tls_server(pki))
     ca = str(pki["ca"][0])
-    with channel(port, client_ca_file=ca, client_tls_server_name="drape.example") as ch:
-        with pytest.raises(grpc.RpcError):
-            who(ch, timeout=5)
+    ch = channel(port, client_ca_file=ca, client_tls_server_name="drape.example")
+    with ch, pytest.raises(grpc.RpcError):
+        who(ch, timeout=5)
     with channel(port, client_ca_file=ca, client_tls_server_name="localhost") as ch:
         assert who(ch) == ""
 
@@ -204,9 +208,9 @@ def test_mtls_client_certificate_names_the_caller(serve, pki):
 
 def test_mtls_refuses_a_client_without_certificate(serve, pki):
     port = serve(**tls_server(pki, mutual=True))
-    with channel(port, client_ca_file=str(pki["ca"][0])) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            who(ch, timeout=5)
+    ch = channel(port, client_ca_file=str(pki["ca"][0]))
+    with ch, pytest.raises(grpc.RpcError) as err:
+        who(ch, timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -313,6 +317,34 @@ def test_token_ok_names_the_caller(token_server, tmp_path):
         assert who(ch) == "shop"
     with token_channel(port, tmp_path, OTHER) as ch:
         assert who(ch) == "batch"
+
+
+def test_token_names_the_caller_in_streams_too(token_server, tmp_path):
+    port, _ = token_server
+    with token_channel(port, tmp_path, GOOD) as ch:
+        assert list(ch.unary_stream("/test.Who/Watch")(b"", timeout=10)) == [b"shop", b"shop"]
+
+
+def test_token_refusals_are_counted(tmp_path):
+    tokens = tmp_path / "tokens"
+    write_tokens(tokens, f"shop:{GOOD}\n")
+    settings = load_settings(env={}, metrics_port=-1, auth_tokens_file=str(tokens))
+    server, port = create_server("127.0.0.1:0", WhoApp(), settings=settings)
+    server.start()
+    try:
+        with channel(port) as ch, pytest.raises(grpc.RpcError):
+            who(ch)
+    finally:
+        server.stop(0)
+    labels = {
+        "grpc_service": "(unauthenticated)",
+        "grpc_method": "(any)",
+        "grpc_code": "UNAUTHENTICATED",
+    }
+    value = server.metrics.registry.get_sample_value(
+        "drape_rpc_errors_total", {**labels, "reason": "TOKEN_MISSING"}
+    )
+    assert value == 1
 
 
 def test_token_missing_is_unauthenticated_with_reason(token_server):
