@@ -445,6 +445,21 @@ def test_a_slow_drip_is_cut_at_the_job_deadline_not_per_read(server):
         assert drip.sent < drip.total
 
 
+def test_a_stalled_tls_handshake_is_cut_at_the_deadline():
+    """https:// to a loopback port that accepts and never answers the ClientHello."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(lsock.accept()[0]), daemon=True).start()
+    pol = policy(drape_catalog_fetch_allow_networks=LOOPBACK)
+    uri = f"https://127.0.0.1:{lsock.getsockname()[1]}/x.png"
+    with pytest.raises(DeadlineExceededError) as ei:
+        reader(pol)(uri, FIELD, token=CancelToken.with_timeout(1.5))
+    assert ei.value.reason == "DEADLINE_EXCEEDED"
+    assert accepted and accepted[0].recv(1 << 16, socket.MSG_PEEK)  # the ClientHello came
+    for s in (*accepted, lsock):
+        s.close()
+
+
 def test_the_job_deadline_bounds_the_fetch_inside_a_job(server, tmp_path):
     """Through :meth:`JobRunner.attempt`: the drip makes the product's attempt fail with
     DEADLINE_EXCEEDED (retryable) by the job's deadline."""
@@ -505,8 +520,8 @@ def adapter(tmp_path, roster):
         print(f"--- {a.log_path.name}\n{a.log_tail()}")
 
 
-def _publish(bootstrap: str, events) -> list:
-    """Send ``events`` in order; their (partition, offset)."""
+def _publish(bootstrap: str, events, partition: int | None = None) -> list:
+    """Send ``events`` in order (to ``partition`` when given); their (partition, offset)."""
     from kafka import KafkaProducer
 
     from services.common.kafka import TOPIC_PRODUCT, client_config
@@ -515,7 +530,9 @@ def _publish(bootstrap: str, events) -> list:
     out = []
     for ev in events:
         key = f"{ev.merchant_id}/{ev.sku}".encode()
-        md = producer.send(TOPIC_PRODUCT, key=key, value=ev.SerializeToString()).get(10)
+        md = producer.send(
+            TOPIC_PRODUCT, key=key, value=ev.SerializeToString(), partition=partition
+        ).get(10)
         out.append((md.partition, md.offset))
     producer.close()
     return out
@@ -531,6 +548,7 @@ def _product(tmp_path: Path, i: int, clips: bool) -> ev_pb.ProductUpserted:
     return ev
 
 
+@pytest.mark.kafka
 def test_an_abandoned_job_frees_its_worker(broker, adapter, tmp_path):
     """One worker; the first event's clip step never ends and ignores cancellation. It is
     abandoned at the job deadline (DEADLINE_EXCEEDED, dead-lettered) and the next event of
@@ -565,13 +583,15 @@ def test_an_abandoned_job_frees_its_worker(broker, adapter, tmp_path):
     dlq.close()
 
 
+@pytest.mark.kafka
 def test_a_stuck_job_shows_as_lag_and_sigterm_ends_within_the_grace_period(
     broker, adapter, tmp_path
 ):
-    """A job stuck in a step that ignores cancellation (job timeout far away), three events
-    waiting behind it: /metrics shows lag 4 on that partition (item 11); SIGTERM with a 3 s
-    grace period ends the process (item 10) and commits the finished event's offset, not the
-    stuck one's nor those behind it."""
+    """Partition 0: one event, done. Partition 1: a job stuck in a step that ignores
+    cancellation (job timeout far away) and three events waiting behind it, the first records
+    of that partition. /metrics shows lag 4 on partition 1 (item 11: it read 0, nothing there
+    being done yet); SIGTERM with a 3 s grace period ends the process (item 10) having
+    committed partition 0's event and nothing on partition 1."""
     from kafka import KafkaConsumer, TopicPartition
 
     from services.common.kafka import TOPIC_ASSET, TOPIC_PRODUCT, client_config
@@ -585,15 +605,15 @@ def test_a_stuck_job_shows_as_lag_and_sigterm_ends_within_the_grace_period(
     )
     wait_assigned([a], timeout=90)
     first = _product(tmp_path, 0, clips=False)
-    [(part, off0)] = _publish(broker.bootstrap, [first])
+    first.sku = "SKU-DONE"
+    [(_, off0)] = _publish(broker.bootstrap, [first], partition=0)
     reader = TopicReader(broker.bootstrap, TOPIC_ASSET)
     wait_for_assets(reader, {(first.event_id, m) for m in ("astronaut", "grace-hopper")}, 90)
+    reader.close()
     rest = [_product(tmp_path, 1, clips=True)] + [_product(tmp_path, i, False) for i in (2, 3, 4)]
-    sent = _publish(broker.bootstrap, rest)
-    assert {p for p, _ in sent} == {part}
-    stuck_offset = sent[0][1]
-    assert stuck_offset == off0 + 1
-    label = f'drape_catalog_consumer_lag{{partition="{part}"}}'
+    sent = _publish(broker.bootstrap, rest, partition=1)
+    assert [o for _, o in sent] == [0, 1, 2, 3]
+    label = 'drape_catalog_consumer_lag{partition="1"}'
     m = wait_for(
         lambda: (
             (m := a.metrics()).get(label, 0) >= 4 and m.get("drape_catalog_jobs_in_flight") and m
@@ -602,7 +622,7 @@ def test_a_stuck_job_shows_as_lag_and_sigterm_ends_within_the_grace_period(
         what="lag 4 behind the stuck job",
     )
     assert m[label] == 4 and m["drape_catalog_jobs_in_flight"] == 1
-    reader.close()
+    assert m['drape_catalog_consumer_lag{partition="0"}'] == 0
 
     # 3 s grace; before the fix it was still alive 30 s after SIGTERM (then SIGKILL: -9).
     code = a.terminate(25)
@@ -610,6 +630,6 @@ def test_a_stuck_job_shows_as_lag_and_sigterm_ends_within_the_grace_period(
     consumer = KafkaConsumer(
         group_id=group, enable_auto_commit=False, **client_config(bootstrap=broker.bootstrap)
     )
-    committed = consumer.committed(TopicPartition(TOPIC_PRODUCT, part))
+    committed = [consumer.committed(TopicPartition(TOPIC_PRODUCT, p)) for p in (0, 1)]
     consumer.close()
-    assert committed == stuck_offset  # the first event done; the stuck one replays
+    assert committed == [off0 + 1, None]  # the stuck job and those behind it replay
