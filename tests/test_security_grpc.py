@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import grpc
@@ -228,6 +229,31 @@ def test_mtls_refuses_a_certificate_from_another_ca(serve, pki):
     ):
         who(ch, timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_plaintext_health_port_for_probes_beside_mtls(pki):
+    # Kubernetes' gRPC probes cannot speak TLS: DRAPE_HEALTH_PORT serves health alone in
+    # plaintext, following the server's readiness, while every other service stays behind
+    # mTLS.
+    settings = load_settings(env={}, metrics_port=-1, health_port=0, **tls_server(pki, True))
+    server, port = create_server("127.0.0.1:0", WhoApp(), settings=settings)
+    server.start()
+    try:
+        assert server.wait_ready(30)
+        with grpc.insecure_channel(f"127.0.0.1:{server.health_port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            ready = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert ready.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as err:
+                who(ch)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # health only
+            # Draining: NOT_SERVING while the delay lets load balancers notice.
+            threading.Thread(target=server.drain, kwargs={"grace": 0, "delay": 3}).start()
+            server.draining.wait(10)
+            ready = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        server.stop(0)
 
 
 # ---------------------------------------------------------------------------- rotation

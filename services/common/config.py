@@ -448,6 +448,14 @@ class Settings:
         help="file of name:token lines; set: every call but health needs 'authorization: "
         "Bearer <token>' (re-read when it changes)",
     )
+    health_port: int = setting(
+        -1,
+        env="DRAPE_HEALTH_PORT",
+        help="extra plaintext port serving only grpc.health.v1, for probes that cannot speak "
+        "TLS (Kubernetes gRPC probes) when DRAPE_TLS_CERT_FILE is set; -1: none, 0: any free",
+        min=-1,
+        max=65535,
+    )
     client_tls: bool = setting(
         False,
         env="DRAPE_CLIENT_TLS",

@@ -730,3 +730,38 @@ def startup_warnings(settings: Any) -> list[str]:
             "empty): any caller that reaches the port is served"
         )
     return out
+
+
+def health_listener(settings: Any, health_servicer: Any, address: str) -> tuple[Any, int] | None:
+    """A plaintext listener serving only ``grpc.health.v1`` on ``DRAPE_HEALTH_PORT``, so
+    that Kubernetes' built-in gRPC probes (which cannot speak TLS) still reach health when
+    the main port requires TLS or mTLS. It shares the main server's health servicer; None
+    when the setting is -1.
+
+    Returns:
+        ``(server, port)``: the unstarted gRPC server and its bound port.
+
+    Raises:
+        ConfigError: naming ``DRAPE_HEALTH_PORT`` when the port cannot be bound.
+    """
+    from concurrent import futures
+
+    from grpc_health.v1 import health_pb2_grpc
+
+    if settings.health_port < 0:
+        return None
+    host = address.rpartition(":")[0]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="drape-health"),
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=32,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    where = f"{host}:{settings.health_port}"
+    try:
+        port = server.add_insecure_port(where)
+    except RuntimeError as exc:
+        raise ConfigError("DRAPE_HEALTH_PORT", f"cannot listen on {where}: {exc}") from None
+    if port == 0:
+        raise ConfigError("DRAPE_HEALTH_PORT", f"cannot listen on {where}")
+    return server, port

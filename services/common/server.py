@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import budget, security
+from services.common import security
 from services.common.config import Settings, load_settings
 from services.common.errors import ConfigError
 from services.common.interceptors import ConcurrencyLimiter, DrapeInterceptor
@@ -117,6 +118,8 @@ class DrapeServer:
                     f"{self.settings.metrics_port}: {exc.strerror or exc}",
                 ) from None
         self.grpc.start()
+        if getattr(self, "health_listener", None) is not None:
+            self.health_listener.start()  # plaintext health for probes (DRAPE_HEALTH_PORT)
         self._loader = threading.Thread(target=self._load, name="drape-load", daemon=True)
         self._loader.start()
 
@@ -187,6 +190,8 @@ class DrapeServer:
 
     def _after_stop(self, done: threading.Event) -> None:
         done.wait()
+        if getattr(self, "health_listener", None) is not None:
+            self.health_listener.stop(0)
         for app in self.apps:
             try:
                 app.close()
@@ -278,6 +283,9 @@ def create_server(
     for app in server.apps:
         server.service_names.extend(app.register(grpc_server, server))
     health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
+    server.health_listener, server.health_port = security.health_listener(
+        settings, server.health, address
+    ) or (None, None)
     server._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
     server.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
@@ -291,7 +299,11 @@ def create_server(
     try:
         tls = security.server_tls(settings)  # TLS/mTLS from files, re-read on change
         if tls is None:
+            tls = security.server_tls(settings)  # TLS/mTLS from files, re-read on change
+        if tls is None:
             port = grpc_server.add_insecure_port(address)
+        else:
+            port = grpc_server.add_secure_port(address, tls.credentials())
         else:
             port = grpc_server.add_secure_port(address, tls.credentials())
     except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
@@ -309,6 +321,8 @@ def serve(*apps: ServiceApp, settings: Settings | None = None) -> int:
     settings = settings or load_settings(type(settings) if settings else Settings)
     configure_logging(settings.log_level, settings.log_format)
     log.info("settings", extra={"settings": settings.redacted()})
+    for warning in security.startup_warnings(settings):
+        log.warning(warning)
     for warning in security.startup_warnings(settings):
         log.warning(warning)
     server, port = create_server(settings.grpc_address, *apps, settings=settings)
