@@ -23,7 +23,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import budget, security
-from services.common import security
 from services.common.config import Settings, load_settings
 from services.common.errors import ConfigError
 from services.common.interceptors import ConcurrencyLimiter, DrapeInterceptor
@@ -299,11 +298,7 @@ def create_server(
     try:
         tls = security.server_tls(settings)  # TLS/mTLS from files, re-read on change
         if tls is None:
-            tls = security.server_tls(settings)  # TLS/mTLS from files, re-read on change
-        if tls is None:
             port = grpc_server.add_insecure_port(address)
-        else:
-            port = grpc_server.add_secure_port(address, tls.credentials())
         else:
             port = grpc_server.add_secure_port(address, tls.credentials())
     except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
@@ -321,8 +316,6 @@ def serve(*apps: ServiceApp, settings: Settings | None = None) -> int:
     settings = settings or load_settings(type(settings) if settings else Settings)
     configure_logging(settings.log_level, settings.log_format)
     log.info("settings", extra={"settings": settings.redacted()})
-    for warning in security.startup_warnings(settings):
-        log.warning(warning)
     for warning in security.startup_warnings(settings):
         log.warning(warning)
     server, port = create_server(settings.grpc_address, *apps, settings=settings)
