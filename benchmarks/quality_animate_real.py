@@ -11,8 +11,9 @@ hides nor adds anything):
   the target's (1: retargeting keeps image-space lengths). 95th percentile over frames and
   bones. Goal <= 0.12.
 * **holes**: pixels of the body's core (the shoulder-hip quadrilateral and a thin core
-  along every limb bone the photo shows) where the background plate shows through
-  (composite person alpha < 0.5). Any frame. Goal 0 (a clip fails above 25 px).
+  along every limb bone the photo shows, each where the still shows person, carried into
+  the frame by its bone's motion) where the background plate shows through (composite
+  person alpha < 0.5). Any frame. Goal 0 (a clip fails above 25 px).
 * **seams**: thin dips of the composite alpha inside the person (grey closing 5 x 5 minus
   the alpha > 0.3 where the closing is > 0.9): lines or speckles of background between
   parts. Counted above the still's own (concave corners of the silhouette). Goal 0 (a clip
@@ -95,23 +96,32 @@ def _capsule(mask, a, b, r):
     cv2.line(mask, a, b, 1, 2 * r)
 
 
-def body_core(target: np.ndarray, shown: np.ndarray, sw: float, shape) -> np.ndarray:
-    """Pixels that are body in any pose: the shoulder-hip quadrilateral shrunk a little and
-    a thin core along each limb bone the still shows."""
-    h, w = shape
+def body_core(
+    rest: np.ndarray, target: np.ndarray, person: np.ndarray, shown: np.ndarray, sw: float
+) -> np.ndarray:
+    """Pixels that are body in this frame: the shoulder-hip quadrilateral shrunk a little
+    and a thin core along each limb bone the still shows, each taken where the still shows
+    person and carried into the frame by its bone's motion (the chest's affine, each limb
+    bone's rotation). Cut by the still's own mask, the core never counts background of the
+    photo itself: the gap between a hand on the hip and a narrow waist, or the side of an
+    arm whose landmarks sit on its edge."""
+    from services.animate.render import LIMBS, bone_transforms
+
+    h, w = person.shape
+    tf = bone_transforms(rest, target, 0.0)
     m = np.zeros((h, w), np.uint8)
-    quad = target[[12, 11, 23, 24]]
+    quad = rest[[12, 11, 23, 24]]
     c = quad.mean(0)
     cv2.fillPoly(m, [np.round(c + (quad - c) * 0.85).astype(np.int32)], 1)
-    for a, b in LIMB_BONES:
+    out = cv2.warpAffine(m & person, tf["chest"], (w, h), flags=cv2.INTER_NEAREST)
+    for name, (a, b) in LIMBS.items():
         if shown[a] and shown[b]:
             # Leave the joints out: the core of a bone between its ends.
-            pa, pb = (
-                target[a] + 0.15 * (target[b] - target[a]),
-                target[b] - 0.15 * (target[b] - target[a]),
-            )
+            pa, pb = rest[a] + 0.15 * (rest[b] - rest[a]), rest[b] - 0.15 * (rest[b] - rest[a])
+            m = np.zeros((h, w), np.uint8)
             _capsule(m, pa, pb, 0.025 * sw)
-    return m > 0
+            out |= cv2.warpAffine(m & person, tf[name], (w, h), flags=cv2.INTER_NEAREST)
+    return out > 0
 
 
 def seam_pixels(cov: np.ndarray) -> np.ndarray:
@@ -154,6 +164,7 @@ def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[n
     inframe &= (pa.landmarks[:, 1] >= 0) & (pa.landmarks[:, 1] < h)
     shown = inframe & (pa.landmarks[:, 3] >= 0.5)
     person0 = pa.mask > 0.02
+    person_core = cv2.erode((pa.mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8))
     picks = set(np.linspace(0, n - 1, SHEET_FRAMES).round().astype(int).tolist())
     tiles = []
     worst = {"hole": -1, "seam": -1}
@@ -178,7 +189,7 @@ def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[n
                 )
                 if l0 > 0.1 * sw:
                     ratios.append(abs(np.linalg.norm(det[a, :2] - det[b, :2]) / l0 - expected))
-        core = body_core(tgt, shown, sw, (h, w))
+        core = body_core(renderer.rest, tgt, person_core, shown, sw)
         holes = int((core & (cov < 0.5)).sum())
         seams = seam_pixels(cov)
         if seam0 is None:
@@ -271,7 +282,7 @@ def main(argv=None) -> int:
             log(f"{path.stem:36} refused {exc.reason}")
             continue
         tiles = []
-        renderer = None
+        renderers: dict = {}
         for motion in motions:
             opts = ClipOptions(fps=args.fps, height=args.height, preview=None)
             frames = int(round(min(args.seconds, motion.duration) * args.fps))
@@ -284,8 +295,13 @@ def main(argv=None) -> int:
                              "message": str(exc)})  # fmt: skip
                 continue
             t0 = time.perf_counter()
-            if renderer is None:
-                renderer = SkeletalRenderer(rgb, pa)
+            key = (targets.still_arms, targets.still_legs)
+            if key not in renderers:
+                renderers[key] = SkeletalRenderer(
+                    rgb, pa, still_arms=targets.still_arms, still_legs=targets.still_legs
+                )
+            renderer = renderers[key]
+            if len(renderers) == 1:
                 halo = halo_map(
                     rgb, SkeletalRenderer.plate_hole(np.clip(pa.mask, 0, 1), pa, renderer.sw),
                     pa.mask,

@@ -81,7 +81,10 @@ class SkeletalBackend:
         from services.animate.render import SkeletalRenderer
 
         t0 = time.perf_counter()
-        renderer = SkeletalRenderer(still, analysis, contact_shadow=options.contact_shadow)
+        renderer = SkeletalRenderer(
+            still, analysis, contact_shadow=options.contact_shadow,
+            still_arms=targets.still_arms, still_legs=targets.still_legs,
+        )  # fmt: skip
         stats.setup_seconds += time.perf_counter() - t0
         stats.triangles = sum(len(layer.mesh.tri) for layer in renderer.layers)
         n = len(targets.points)

@@ -293,3 +293,104 @@ def torso_behind(torso: np.ndarray, arms: np.ndarray, lm: np.ndarray) -> np.ndar
         cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
         out &= hull > 0
     return out & arms
+
+
+# Where along a limb contact is judged: past the joint that always touches the body (the
+# shoulder, the crotch), to the wrist or the ankle; and how much of that length must lie
+# against the body for the limb to count as resting on it.
+CONTACT_FROM = 0.35
+CONTACT_SAMPLES = 16
+# More than two of the sixteen points: a limb that touches the body anywhere along its
+# length cannot leave it without uncovering a surface the photo never showed.
+CONTACT_SHARE = 0.15
+
+
+def _walk_has_gap(person: np.ndarray, p: np.ndarray, q: np.ndarray) -> bool:
+    """Whether the straight path from ``p`` to ``q`` crosses a pixel that is not the person
+    (background between the two: they do not touch there). Points off the frame count as
+    unknown, not as background."""
+    h, w = person.shape
+    n = int(np.ceil(np.linalg.norm(q - p))) + 1
+    if n < 2:
+        return False
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    pts = np.round(p + (q - p) * t).astype(int)
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    pts = pts[ok]
+    return bool(len(pts)) and not bool(person[pts[:, 1], pts[:, 0]].all())
+
+
+def _chain_points(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, n: int, start_at: float = CONTACT_FROM
+) -> np.ndarray:
+    """``n`` points evenly spaced by length along the chain a-b-c, from ``start_at`` of
+    the first bone on."""
+    start = a + (b - a) * start_at
+    l1, l2 = float(np.linalg.norm(b - start)), float(np.linalg.norm(c - b))
+    s = np.linspace(0.0, l1 + l2, n)
+    out = []
+    for d in s:
+        if d <= l1:
+            out.append(start + (b - start) * (d / max(l1, 1e-6)))
+        else:
+            out.append(b + (c - b) * ((d - l1) / max(l2, 1e-6)))
+    return np.array(out)
+
+
+def limb_contact(person: np.ndarray, lm: np.ndarray, framing: str) -> dict[str, float]:
+    """How much of each limb rests against the body, from the person mask: the share of
+    points along the limb (past the shoulder or the crotch) from which the straight way to
+    the body crosses no background.
+
+    * An arm (``"left"``, ``"right"``) is looked at from its forearm and hand
+      towards the body's axis (the mid-shoulder to mid-hip line, carried down past the
+      hips) at the same height. A hand on the hip, an arm held against the side, crossed
+      arms and a hand in the hair touch; an arm held away with background showing
+      between it and the body does not.
+    * The legs (``"legs"``, full-body stills only) are looked at from one leg towards the
+      same point of the other: legs together or crossed touch; legs apart do not.
+
+    Moving a limb that rests on the body would uncover what the photo never showed (the
+    torso under the arm, the inside of the other leg) and would tear the two apart; a
+    limb that stands free uncovers background, which the plate holds.
+
+    Args:
+        person: bool person mask.
+        lm: ``33 x 4`` landmarks (pixels, visibility last).
+        framing: "half" or "full".
+
+    Returns:
+        ``{"left": share, "right": share[, "legs": share]}``, each in ``[0, 1]``; a limb the
+        photo does not show (joints unseen) gets 1.0 (it cannot move cleanly either).
+    """
+    p = lm[:, :2].astype(np.float64)
+    seen = lm[:, 3] >= 0.5
+    ms, mh = (p[11] + p[12]) / 2, (p[23] + p[24]) / 2
+    axis = mh - ms
+    out: dict[str, float] = {}
+    for side, (s, e, wr) in ARM_SIDES.items():
+        if not seen[[s, e, wr]].all():
+            out[side] = 1.0
+            continue
+        touch = 0
+        # The forearm and the hand: the upper arm meets the torso at the armpit in every
+        # relaxed pose, and the torso is continued behind it (:func:`torso_behind`); what
+        # rests on the body (a hand on the hip, on the thigh, in the hair, crossed
+        # forearms) is the forearm and the hand.
+        pts = _chain_points(p[e], p[wr], _hand_centre(lm, side), CONTACT_SAMPLES, 0.2)
+        for q in pts:
+            # The axis point at the sample's height (along the body), unbounded below.
+            t = float((q - ms) @ axis / max(float(axis @ axis), 1e-6))
+            target = ms + axis * max(t, 0.0)
+            touch += not _walk_has_gap(person, q, target)
+        out[side] = touch / len(pts)
+    if framing == "full":
+        legs = ((23, 25, 27), (24, 26, 28))
+        if not seen[[j for leg in legs for j in leg]].all():
+            out["legs"] = 1.0
+        else:
+            a = _chain_points(*(p[j] for j in legs[0]), CONTACT_SAMPLES)
+            b = _chain_points(*(p[j] for j in legs[1]), CONTACT_SAMPLES)
+            touch = sum(not _walk_has_gap(person, x, y) for x, y in zip(a, b, strict=True))
+            out["legs"] = touch / CONTACT_SAMPLES
+    return out

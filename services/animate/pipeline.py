@@ -21,8 +21,15 @@ import numpy as np
 from PIL import Image
 
 from services.animate.backends import Backend, RenderOptions, RenderStats, SkeletalBackend
+from services.animate.layers import limb_contact
 from services.animate.motions import Motion
-from services.animate.retarget import ARM_JOINTS, Targets, arms_to_keep_still, retarget
+from services.animate.retarget import (
+    ARM_JOINTS,
+    Targets,
+    arms_to_keep_still,
+    legs_touch,
+    retarget,
+)
 from services.common.analysis.person import PersonAnalysis, PersonAnalyzer
 from services.common.context import CancelToken
 from services.common.errors import InvalidInputError
@@ -256,10 +263,12 @@ class AnimatePipeline:
             start = np.asarray(options.start_pose, np.float64)[:, :2] * [w, h]
         warnings: list[tuple[str, str]] = []
         still_arms: tuple[str, ...] = ()
+        still_legs = False
         if options.fit_motion:
-            keep = arms_to_keep_still(pa.landmarks, (h, w))
+            contact = limb_contact(pa.mask > 0.5, pa.landmarks, pa.framing)
+            resting = arms_to_keep_still(pa.landmarks, (h, w), contact)
             moves = _arms_moved(motion)
-            keep = {s: r for s, r in keep.items() if s in moves}
+            keep = {s: r for s, r in resting.items() if s in moves}
             if (
                 keep
                 and len(keep) == len(moves)
@@ -276,10 +285,20 @@ class AnimatePipeline:
                 warnings.append(
                     ("MOTION_ARM_KEPT_STILL", f"the person's {side} arm is kept still: {reason}")
                 )
-            still_arms = tuple(keep)
+            # Every resting arm stays one piece with the torso, also where the motion
+            # barely moves it (a sway would otherwise slide the arm over the clothes).
+            still_arms = tuple(resting)
+            if motion.framing == "full" and pa.framing == "full" and legs_touch(contact):
+                still_legs = True
+                warnings.append((
+                    "MOTION_LEGS_KEPT_STILL",
+                    f"the legs touch each other in the photo ({contact['legs']:.0%} of their"
+                    " length), so a step would tear them apart: the feet stay planted and the"
+                    f" upper body performs {motion.name!r}",
+                ))  # fmt: skip
         targets = retarget(
             motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start,
-            still_arms=still_arms,
+            still_arms=still_arms, still_legs=still_legs,
         )  # fmt: skip
         return rgb, pa, targets, warnings
 

@@ -92,16 +92,27 @@ def _fill_from(rgb: np.ndarray, hole: np.ndarray, source: np.ndarray) -> np.ndar
 
 
 def part_masks(
-    lm: np.ndarray, person: np.ndarray, arms: dict[str, np.ndarray], framing: str
+    lm: np.ndarray,
+    person: np.ndarray,
+    arms: dict[str, np.ndarray],
+    framing: str,
+    still_arms: tuple[str, ...] = (),
+    still_legs: bool = False,
 ) -> dict[str, np.ndarray]:
     """Bool masks of the parts: the arms (already cut out, see :mod:`layers`), legs
     (capsules along the leg bones, full-body stills only), and the torso with the head
-    (the rest)."""
+    (the rest). Limbs that do not move on their own (``still_arms``, ``still_legs``) are
+    no parts of their own: they stay one piece with the torso, so no seam can open
+    between them and what they rest on."""
     h, w = person.shape
     sw = shoulder_width(lm)
-    parts: dict[str, np.ndarray] = {f"arm_{s}": arms[s] & person for s in ("left", "right")}
-    taken = parts["arm_left"] | parts["arm_right"]
-    if framing == "full":
+    parts: dict[str, np.ndarray] = {
+        f"arm_{s}": arms[s] & person for s in ("left", "right") if s not in still_arms
+    }
+    taken = np.zeros((h, w), bool)
+    for m in parts.values():
+        taken |= m
+    if framing == "full" and not still_legs:
         hip_y = (lm[P.L_HIP, 1] + lm[P.R_HIP, 1]) / 2
         rows = np.arange(h)[:, None] > hip_y - 0.05 * sw
         for side, (hp, kn, an, ft) in {
@@ -213,9 +224,18 @@ class SkeletalRenderer:
         rgb: the still at clip size, ``H x W x 3`` uint8.
         analysis: its person analysis, in clip pixels.
         contact_shadow: draw a soft shadow under the feet (full-body stills).
+        still_arms: arms that keep the still's pose (one piece with the torso).
+        still_legs: the legs stay planted (one piece with the torso).
     """
 
-    def __init__(self, rgb: np.ndarray, analysis: P.PersonAnalysis, contact_shadow: bool = False):
+    def __init__(
+        self,
+        rgb: np.ndarray,
+        analysis: P.PersonAnalysis,
+        contact_shadow: bool = False,
+        still_arms: tuple[str, ...] = (),
+        still_legs: bool = False,
+    ):
         h, w = rgb.shape[:2]
         self.size = (h, w)
         lm = analysis.landmarks
@@ -224,8 +244,12 @@ class SkeletalRenderer:
         self.sw = sw
         alpha = np.clip(analysis.mask, 0, 1).astype(np.float32)
         person = alpha > 0.5
-        arms = segment_arms(rgb, analysis, person)
-        parts = part_masks(lm, person, arms, analysis.framing)
+        self.still_arms, self.still_legs = tuple(still_arms), bool(still_legs)
+        if len(self.still_arms) == 2:
+            arms = {s: np.zeros((h, w), bool) for s in ("left", "right")}
+        else:
+            arms = segment_arms(rgb, analysis, person)
+        parts = part_masks(lm, person, arms, analysis.framing, self.still_arms, self.still_legs)
         # Every pixel of the (soft-edged) person belongs to its nearest part.
         names = list(parts)
         label = np.full((h, w), -1, np.int32)
@@ -237,7 +261,10 @@ class SkeletalRenderer:
         # Behind the arms the torso continues out to the body's edge: those pixels of the
         # torso layer are filled from the torso, so a moving arm uncovers cloth there and
         # background (the plate) beyond it.
-        arm_px = self.parts["arm_left"] | self.parts["arm_right"]
+        arm_px = np.zeros((h, w), bool)
+        for n in ("arm_left", "arm_right"):
+            if n in self.parts:
+                arm_px |= self.parts[n]
         self.behind = torso_behind(self.parts["torso"], arm_px, lm)
         torso_rgb = rgb
         if self.behind.any():

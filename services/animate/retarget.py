@@ -155,12 +155,18 @@ class Targets:
         params: the same poses as parameters (for chaining and blending).
         behind: ``N x 2`` bool, the person's left / right arm is behind the torso.
         moved: ``33`` bool, keypoints the motion drives (legs are not in upper-body motions).
+        still_arms: arms kept in the still's pose (they move with the chest as one piece
+            with the torso; see :func:`arms_to_keep_still`).
+        still_legs: the legs stay planted (an upper-body motion, or legs that touch each
+            other in the still); they are one piece with the torso.
     """
 
     points: np.ndarray
     params: PoseParams
     behind: np.ndarray
     moved: np.ndarray
+    still_arms: tuple[str, ...] = ()
+    still_legs: bool = True
 
 
 def sample_times(motion: Motion, fps: float, frames: int) -> np.ndarray:
@@ -191,6 +197,7 @@ def retarget(
     loop: bool = False,
     start: np.ndarray | None = None,
     still_arms: tuple[str, ...] = (),
+    still_legs: bool = False,
 ) -> Targets:
     """Map ``motion`` onto the skeleton ``rest`` (the still's landmarks in clip pixels).
 
@@ -204,6 +211,9 @@ def retarget(
         start: ``33 x 2`` pose to start from (chaining), eased into the motion.
         still_arms: arms ("left", "right") kept in the still's pose (see
             :func:`arms_to_keep_still`); they move with the chest only.
+        still_legs: keep the legs planted in the still's pose even for a full-body motion
+            (legs that touch each other cannot be moved apart cleanly): the motion is played
+            as its upper-body variant, hips anchored.
 
     Raises:
         InvalidInputError: MOTION_FRAMING_MISMATCH for a full-body motion on a half-body
@@ -229,7 +239,8 @@ def retarget(
     root = tp.root * k
     turn, scale, head = tp.turn.copy(), tp.scale.copy(), tp.head.copy()
     moved = np.ones(33, bool)
-    if motion.framing == "upper":
+    upper = motion.framing == "upper" or still_legs
+    if upper:
         # The hips are the anchor of an upper-body motion: they and the legs stay put.
         root[:] = 0.0
         for bi, (_par, ch, _kind) in enumerate(BONES):
@@ -245,7 +256,7 @@ def retarget(
                 turn[:, bi] = turn[:, spine]
     params = PoseParams(root, turn, scale, head)
     pts = pose_from_params(rest, params)
-    if motion.framing == "full":
+    if not upper:
         pts, params = _ground(rest, ref, t, pts, params, k)
     ease = max(1, int(round(EASE_SECONDS * fps)))
     if loop and frames > 2:
@@ -265,7 +276,10 @@ def retarget(
         params = blend(sp, params, x * x * (3 - 2 * x))
     pts = pose_from_params(rest, params)
     behind = _behind(t, ref)
-    return Targets(points=pts, params=params, behind=behind, moved=moved)
+    return Targets(
+        points=pts, params=params, behind=behind, moved=moved, still_arms=tuple(still_arms),
+        still_legs=upper,
+    )  # fmt: skip
 
 
 def _ground(rest, ref, t, pts, params: PoseParams, k: float):
@@ -296,19 +310,27 @@ def _behind(t: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.stack([d > 0.12, d < -0.12], -1)
 
 
-def arms_to_keep_still(lm: np.ndarray, size: tuple[int, int]) -> dict[str, str]:
+def arms_to_keep_still(
+    lm: np.ndarray, size: tuple[int, int], contact: dict[str, float] | None = None
+) -> dict[str, str]:
     """Arms a motion must not move on this photo, with the reason: an arm the photo does
     not show whole (elbow or wrist unseen or out of the frame: moving it would reveal
-    what is not there), or a hand resting on the hip or waist (the forearm lies on the
-    clothes: lifting it would drag them or leave its print; it moves with the chest).
+    what is not there), or an arm that rests on the body (a hand on the hip or in the
+    hair, an arm held against the side, crossed arms: lifting it would uncover what the
+    photo never showed and tear it from the clothes; it moves with the chest, as one piece
+    with the torso).
 
     Args:
         lm: ``33 x 4`` landmarks (pixels, visibility last) of the still in clip pixels.
         size: ``(height, width)``.
+        contact: :func:`services.animate.layers.limb_contact` of the still; without it,
+            only a bent arm with the hand at the hip counts as resting.
 
     Returns:
         ``{side: reason}``.
     """
+    from services.animate.layers import CONTACT_SHARE
+
     h, w = size
     sw = float(np.linalg.norm(lm[11, :2] - lm[12, :2]))
     out = {}
@@ -324,7 +346,20 @@ def arms_to_keep_still(lm: np.ndarray, size: tuple[int, int]) -> dict[str, str]:
         on_hip = np.linalg.norm(lm[wr, :2] - lm[hip, :2]) < 0.45 * sw
         if bent and on_hip:
             out[side] = "the hand rests on the hip"
+        elif contact is not None and contact.get(side, 0.0) >= CONTACT_SHARE:
+            out[side] = (
+                f"the arm rests on the body ({contact[side]:.0%} of its length touches it, "
+                "so moving it would uncover what the photo does not show)"
+            )
     return out
+
+
+def legs_touch(contact: dict[str, float]) -> bool:
+    """Whether the legs of a full-body still touch each other (together, crossed): a
+    step would tear them apart, so a full-body motion keeps them planted."""
+    from services.animate.layers import CONTACT_SHARE
+
+    return contact.get("legs", 0.0) >= CONTACT_SHARE
 
 
 def bone_lengths(pts: np.ndarray) -> np.ndarray:
