@@ -264,6 +264,11 @@ def run_batch_cli(args, settings) -> int:
                 )
                 if msg.HasField("result"):
                     result = msg.result
+        except UnavailableError:
+            # The server went away (restart, drain): the batch is kept and resumes there.
+            print(f"lost the server; the batch goes on there: drape catalog status {op.id}",
+                  file=sys.stderr)  # fmt: skip
+            raise
         finally:
             bar.close()
         return _report(last, result, limit=20)
