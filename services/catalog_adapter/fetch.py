@@ -114,6 +114,8 @@ class FetchPolicy:
         file_root: the directory ``file://`` is confined to (resolved); None with ``file``
             in ``schemes``: any file (trusted references only, e.g. the operator's rosters).
         check_addresses: refuse non-public addresses (off only for trusted references).
+        detailed_errors: failures name the URI and the cause (trusted references only: for
+            events they would be a scanning oracle).
     """
 
     schemes: frozenset = frozenset(NETWORK_SCHEMES)
@@ -121,6 +123,7 @@ class FetchPolicy:
     allow_networks: tuple = ()
     file_root: str | None = None
     check_addresses: bool = True
+    detailed_errors: bool = False
 
     @classmethod
     def from_settings(cls, settings) -> FetchPolicy:
@@ -147,7 +150,9 @@ class FetchPolicy:
     def trusted(cls) -> FetchPolicy:
         """Operator-written references (rosters): any scheme, host, address and file; still
         one deadline, no redirects, bounded size, regular files only."""
-        return cls(frozenset({*NETWORK_SCHEMES, "file"}), check_addresses=False)
+        return cls(
+            frozenset({*NETWORK_SCHEMES, "file"}), check_addresses=False, detailed_errors=True
+        )
 
     def host_allowed(self, host: str) -> bool:
         if not self.hosts:
@@ -289,9 +294,10 @@ class ReferenceReader:
             FAILED, f"the reference is larger than {self.max_bytes} bytes", field=field
         )
 
-    @staticmethod
-    def _failed(field: str, uri: str, why: str, transient: bool, message: str = MSG_FETCH):
+    def _failed(self, field: str, uri: str, why: str, transient: bool, message: str = MSG_FETCH):
         log.debug("reference failed", extra={"uri": uri[:200], "why": why, "field": field})
+        if self.policy.detailed_errors:  # the operator's own references: say why
+            message = f"cannot read {uri[:200]}: {why[:200]}"
         cls = UnavailableError if transient else InvalidInputError
         return cls(FAILED, message, field=field)
 
@@ -341,7 +347,7 @@ class ReferenceReader:
             return b"".join(chunks)
         except OSError as exc:
             # One message whether the file is missing, unreadable or not a regular file.
-            raise self._failed(field, uri, str(exc), False, MSG_READ) from None
+            raise self._failed(field, uri, exc.strerror or str(exc), False, MSG_READ) from None
         finally:
             if fd >= 0:
                 os.close(fd)
