@@ -247,6 +247,10 @@ def test_plaintext_health_port_for_probes_beside_mtls(pki):
             with pytest.raises(grpc.RpcError) as err:
                 who(ch)
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # health only
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            with pytest.raises(grpc.RpcError) as err:
+                next(watch)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # no long-lived calls
             # Draining: NOT_SERVING while the delay lets load balancers notice.
             threading.Thread(target=server.drain, kwargs={"grace": 0, "delay": 3}).start()
             server.draining.wait(10)

@@ -451,8 +451,9 @@ class Settings:
     health_port: int = setting(
         -1,
         env="DRAPE_HEALTH_PORT",
-        help="extra plaintext port serving only grpc.health.v1, for probes that cannot speak "
-        "TLS (Kubernetes gRPC probes) when DRAPE_TLS_CERT_FILE is set; -1: none, 0: any free",
+        help="extra plaintext port answering only grpc.health.v1 Check, for probes that "
+        "cannot speak TLS (Kubernetes gRPC probes) when DRAPE_TLS_CERT_FILE is set; -1: none, "
+        "0: any free",
         min=-1,
         max=65535,
     )

@@ -733,7 +733,7 @@ def startup_warnings(settings: Any) -> list[str]:
 
 
 def health_listener(settings: Any, health_servicer: Any, address: str) -> tuple[Any, int] | None:
-    """A plaintext listener serving only ``grpc.health.v1`` on ``DRAPE_HEALTH_PORT``, so
+    """A plaintext listener serving only ``grpc.health.v1.Health/Check`` on ``DRAPE_HEALTH_PORT``, so
     that Kubernetes' built-in gRPC probes (which cannot speak TLS) still reach health when
     the main port requires TLS or mTLS. It shares the main server's health servicer; None
     when the setting is -1.
@@ -746,7 +746,7 @@ def health_listener(settings: Any, health_servicer: Any, address: str) -> tuple[
     """
     from concurrent import futures
 
-    from grpc_health.v1 import health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     if settings.health_port < 0:
         return None
@@ -756,7 +756,16 @@ def health_listener(settings: Any, health_servicer: Any, address: str) -> tuple[
         options=[("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=32,
     )
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # Check only: a Watch stream is long-lived, and a few held open by anyone who reaches
+    # this port would use up its call limit and fail the probes.
+    check = grpc.unary_unary_rpc_method_handler(
+        health_servicer.Check,
+        request_deserializer=health_pb2.HealthCheckRequest.FromString,
+        response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": check}),)
+    )
     where = f"{host}:{settings.health_port}"
     try:
         port = server.add_insecure_port(where)
