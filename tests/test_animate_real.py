@@ -134,11 +134,6 @@ def test_motion_is_fitted_to_the_photo_arm_on_hip_kept_still_or_refused():
     assert ei.value.reason == "MOTION_NOT_SUPPORTED_BY_PHOTO" and "hip" in str(ei.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 open: the pelvis-bound thighs still shift a few pixels at the frame "
-    "edge through the ARAP solve (max change 41 at the bottom rows)",
-)
 def test_legs_cut_by_the_frame_edge_stay_pinned_and_full_body_motions_are_refused():
     img, an = figure(256, 384)
     # Crop just above the ankles: knees seen, feet cut off by the bottom edge.
@@ -159,12 +154,20 @@ def test_legs_cut_by_the_frame_edge_stay_pinned_and_full_body_motions_are_refuse
         pipe.run(crop, LIB.get("idle-sway"), opts, analysis=ca)
     assert ei.value.reason == "MOTION_FRAMING_MISMATCH"
     rgb, pa, t, _w = pipe.prepare(crop, ca, LIB.get("upper-gestures"), opts, 12, 24)
-    r = SkeletalRenderer(rgb, pa)
+    assert t.still_legs  # an upper-body motion: the legs are one piece with the torso
+    r = SkeletalRenderer(rgb, pa, still_arms=t.still_arms, still_legs=t.still_legs)
     band = slice(cut - 12, cut)  # the legs where the frame edge cuts them
+    first = r.render(r.deform(t.points[0], t.params.head[0]), tuple(t.behind[0]))
+    # The first frame is the still where the person is (around the outline the plate is
+    # repainted a few pixels out, against ghost outlines), to the rounding of two soft
+    # edges composited in premultiplied 8-bit colour (a few levels where layers overlap).
+    person = cv2.erode((pa.mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert np.abs(first[person].astype(int) - rgb[person]).max() <= 6
     moved = False
-    for f in range(0, 24, 4):
+    for f in range(4, 24, 4):
         frame = r.render(r.deform(t.points[f], t.params.head[f]), tuple(t.behind[f]))
-        assert np.abs(frame[band].astype(int) - rgb[band]).max() <= 2, f
+        # Pinned: where the frame edge cuts the legs nothing moves, frame after frame.
+        assert np.abs(frame[band].astype(int) - first[band]).max() <= 2, f
         moved |= bool(np.abs(frame.astype(int) - rgb).max() > 40)
     assert moved
 

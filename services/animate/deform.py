@@ -22,6 +22,7 @@ from scipy.spatial import Delaunay
 
 ARAP_ITERATIONS = 3
 ARAP_PULL = 2.0  # weight of the pull towards the skinned positions (lambda)
+PIN_PULL = 1.0e4  # a pinned vertex: the pull outweighs every edge term by far
 
 
 @dataclasses.dataclass
@@ -174,9 +175,17 @@ class ArapMesh:
         vertices: ``V x 2`` rest positions.
         triangles: ``F x 3``.
         weights: ``V x B`` skinning weights.
+        pinned: ``V`` bool, vertices held at their skinned place (where the frame's edge
+            cuts the body: ARAP must not slide the cut along the edge or off it).
     """
 
-    def __init__(self, vertices: np.ndarray, triangles: np.ndarray, weights: np.ndarray):
+    def __init__(
+        self,
+        vertices: np.ndarray,
+        triangles: np.ndarray,
+        weights: np.ndarray,
+        pinned: np.ndarray | None = None,
+    ):
         self.rest = vertices.astype(np.float64)
         self.tri = triangles
         self.weights = weights
@@ -193,6 +202,8 @@ class ArapMesh:
         # the blend zones of joints are left to ARAP, which keeps their triangles' shapes.
         self._mean = sp.diags(1.0 / np.maximum(np.asarray(adj.sum(axis=1)).ravel(), 1)) @ adj
         self.pull = ARAP_PULL * weights.max(axis=1) ** 4 + 1e-3
+        if pinned is not None:
+            self.pull[pinned] = PIN_PULL
         self._solve = splu((2 * lap + sp.diags(self.pull)).tocsc()).solve
 
     def skin(self, transforms: np.ndarray) -> np.ndarray:

@@ -73,7 +73,9 @@ def fill_background(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return (rgb * (1 - soft) + filled * soft + 0.5).astype(np.uint8)
 
 
-def _fill_from(rgb: np.ndarray, hole: np.ndarray, source: np.ndarray) -> np.ndarray:
+def _fill_from(
+    rgb: np.ndarray, hole: np.ndarray, source: np.ndarray, soft: bool = True
+) -> np.ndarray:
     """``rgb`` with ``hole`` filled from the pixels of ``source`` only (the torso under an
     arm is filled with cloth, not with the background beside the body). Telea inpainting
     at half resolution, where everything outside ``source`` counts as unknown too."""
@@ -86,9 +88,11 @@ def _fill_from(rgb: np.ndarray, hole: np.ndarray, source: np.ndarray) -> np.ndar
         return fill_background(rgb, hole)
     filled = cv2.inpaint(small, (known == 0).astype(np.uint8), 3, cv2.INPAINT_TELEA)
     filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
-    soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 1.0)[..., None]
-    soft = np.maximum(soft, hole[..., None].astype(np.float32))
-    return (rgb * (1 - soft) + filled * soft + 0.5).astype(np.uint8)
+    if not soft:
+        return np.where(hole[..., None], filled, rgb)
+    a = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), 1.0)[..., None]
+    a = np.maximum(a, hole[..., None].astype(np.float32))
+    return (rgb * (1 - a) + filled * a + 0.5).astype(np.uint8)
 
 
 def part_masks(
@@ -268,10 +272,10 @@ class SkeletalRenderer:
         self.behind = torso_behind(self.parts["torso"], arm_px, lm)
         torso_rgb = rgb
         if self.behind.any():
-            torso_rgb = _fill_from(
-                rgb, cv2.dilate(self.behind.astype(np.uint8), np.ones((5, 5))) > 0,
-                self.parts["torso"] & ~arm_px,
-            )  # fmt: skip
+            # Exactly under the arms: a fill reaching past them would change the torso's
+            # own pixels beside the arm, and the arm's soft edge, drawn over them, would
+            # mix in the fill even in the first frame.
+            torso_rgb = _fill_from(rgb, self.behind, self.parts["torso"] & ~arm_px, soft=False)
         geo = bone_geometry(lm, sw)
         spacing = float(np.clip(sw / 7.0, 8.0, 40.0))
         self.layers: list[Layer] = []
@@ -305,7 +309,9 @@ class SkeletalRenderer:
             wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
             tex = (rgb_n.astype(np.float32) * a[..., None] + 0.5).astype(np.uint8)
             alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
-            self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts), bones))
+            # Where the frame's edge cuts the body, the cut stays on its bone exactly.
+            edge = (v[:, 0] < 0) | (v[:, 1] < 0) | (v[:, 0] > w - 1) | (v[:, 1] > h - 1)
+            self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts, edge), bones))
         self.contact_shadow = contact_shadow and analysis.framing == "full"
 
     @staticmethod
