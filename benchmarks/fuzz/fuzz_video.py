@@ -37,7 +37,6 @@ from services.animate.extract import (  # noqa: E402
     MotionExtractor,
     is_skeleton_video,
 )
-
 from services.animate.server import VIDEO_MAX_SIDE  # noqa: E402
 from services.common.config import Settings  # noqa: E402
 
