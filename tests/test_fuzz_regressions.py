@@ -85,3 +85,51 @@ def test_video_with_a_codec_ffmpeg_cannot_decode_is_refused():
         decode_video(bad, field="motion_video.data")
     assert ei.value.reason == "VIDEO_CODEC_UNSUPPORTED"
     assert ei.value.field == "motion_video.data"
+
+
+def _vp8_clip_changing_size() -> bytes:
+    """A WebM whose VP8 stream switches from 32 x 32 to 32 x 40 at its fourth frame (a new
+    key frame with new dimensions), muxed from two encodes."""
+    import io
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    def packets(h: int, w: int, start: int) -> list:
+        enc = av.CodecContext.create("libvpx", "w")
+        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+        enc.time_base = Fraction(1, 8)
+        out = []
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i, np.uint8), "rgb24")
+            frame.pts = i
+            out += enc.encode(frame)
+        out += enc.encode(None)
+        for p in out:
+            p.pts += start
+            p.dts += start
+        return out
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="webm") as c:
+        stream = c.add_stream("libvpx", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for p in packets(32, 32, 0) + packets(40, 32, 3):
+            p.stream = stream
+            p.time_base = Fraction(1, 8)
+            c.mux(p)
+    return buf.getvalue()
+
+
+def test_video_whose_frames_change_size_is_refused():
+    """fuzz_video, second run: a VP8 stream that changes resolution at a key frame decoded
+    to frames of two sizes, and ``np.stack`` raised ValueError (INTERNAL over gRPC)."""
+    from services.common.errors import InvalidInputError
+    from services.common.video import decode_video
+
+    with pytest.raises(InvalidInputError) as ei:
+        decode_video(_vp8_clip_changing_size(), field="video.data")
+    assert ei.value.reason == "VIDEO_FRAME_SIZE_CHANGES"
+    assert ei.value.field == "video.data"
+    assert "frame 3 is 32 x 40" in ei.value.message

@@ -112,7 +112,8 @@ def decode_video(
     Raises:
         InvalidInputError: VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED,
             VIDEO_NO_VIDEO_STREAM, VIDEO_CODEC_UNSUPPORTED, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES,
-            VIDEO_TOO_MANY_PIXELS, VIDEO_DECODED_TOO_LARGE or VIDEO_CORRUPT.
+            VIDEO_TOO_MANY_PIXELS, VIDEO_DECODED_TOO_LARGE, VIDEO_FRAME_SIZE_CHANGES or
+            VIDEO_CORRUPT.
     """
     if not data:
         raise _refuse("VIDEO_EMPTY", "the video is empty (0 bytes)", field)
@@ -201,6 +202,15 @@ def decode_video(
                         width=max(2, round(frame.width * s)), height=max(2, round(frame.height * s))
                     )
                 arr = frame.to_ndarray(format="rgb24")
+                if frames and arr.shape != frames[0].shape:
+                    # VP8/VP9/H.264 may change resolution at a key frame (found by fuzzing);
+                    # a clip is one size throughout, and no frame is silently rescaled.
+                    raise _refuse(
+                        "VIDEO_FRAME_SIZE_CHANGES",
+                        f"frame {len(frames)} is {frame.width} x {frame.height}; the first"
+                        f" frame is {frames[0].shape[1]} x {frames[0].shape[0]}",
+                        field,
+                    )
                 decoded_bytes += arr.nbytes
                 if decoded_bytes > limits.max_decoded_bytes:  # headers can lie
                     raise _refuse(
