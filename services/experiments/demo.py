@@ -79,7 +79,8 @@ def run_demo(out: Path, shoppers: int = 5000, seed: int = 7) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    start = now - dt.timedelta(days=DAYS + 8)
+    # Far enough back that every return (up to 10 days after its order) lies in the past.
+    start = now - dt.timedelta(days=DAYS + 18)
     defs = out / "experiments.toml"
     defs.write_text(DEFINITION.replace("{start}", start.strftime("%Y-%m-%dT%H:%M:%SZ")))
     db = f"sqlite:///{out / 'experiments.db'}"
@@ -110,7 +111,11 @@ def run_demo(out: Path, shoppers: int = 5000, seed: int = 7) -> int:
         for i in range(shoppers):
             k = int(rng.integers(1, 4))
             products = rng.choice(PRODUCTS, size=k, replace=False)
-            times = np.sort(start_ms + 3_600_000 + rng.integers(0, DAYS * 86_400_000, size=k))
+            # Views within 3 days, the order within 4 days of the last view: every bought
+            # product is inside the 7-day attribution window, so the report should find
+            # the built-in rates.
+            first = start_ms + 3_600_000 + int(rng.integers(0, DAYS * 86_400_000))
+            times = np.sort(first + rng.integers(0, 3 * 86_400_000, size=k))
             plans.append((f"shopper-{i:06d}", products, times, rng.random(), rng.random(size=k)))
 
         def visit(plan):

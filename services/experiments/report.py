@@ -26,6 +26,9 @@ from services.experiments.definition import Experiment
 from services.experiments.store import Store
 
 PLOT_POINTS = 400  # points per curve: enough for the eye, small PNG
+# Curves start at a variant's 30th order: before that the rate swings from 0 to 100 % and
+# squeezes the part worth reading into a thin band.
+PLOT_FIRST_ORDER = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,14 +238,21 @@ def plot_png(r: Report) -> bytes:
             n = np.arange(1, len(ts) + 1)
             x = np.cumsum(ret)
             # Thin to PLOT_POINTS points; the intervals are exact at every kept point.
-            keep = np.unique(np.linspace(0, len(ts) - 1, min(PLOT_POINTS, len(ts))).astype(int))
+            first = min(PLOT_FIRST_ORDER, len(ts)) - 1
+            keep = np.unique(
+                np.linspace(first, len(ts) - 1, min(PLOT_POINTS, len(ts) - first)).astype(int)
+            )
             lo, hi = stats.rate_ci(x[keep], n[keep])
             when = [dt.datetime.fromtimestamp(t / 1000, dt.UTC) for t in ts[keep]]
             color = f"C{i}"
             label = f"{v.name} ({v.returned}/{v.orders} = {_pct(v.rate, 1)})"
             ax.plot(when, x[keep] / n[keep], color=color, lw=1.8, label=label)
             ax.fill_between(when, lo, hi, color=color, alpha=0.2, lw=0)
-        ax.set_title(f"{r.experiment.id}: cumulative return rate with 95 % intervals")
+        ax.set_title(
+            f"{r.experiment.id}: cumulative return rate with 95 % intervals "
+            f"(from each variant's {PLOT_FIRST_ORDER}th order)",
+            fontsize=11,
+        )
         ax.set_xlabel("order time (UTC)")
         ax.set_ylabel("returned orders / orders")
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
