@@ -212,3 +212,71 @@ def test_rendered_pose_skeleton_video_is_a_motion_source():
     err = np.linalg.norm(got[:, joints] - np.array(truth)[:, joints], axis=-1)
     # pixels, 720 px high; a crossing of two limbs can mislead a frame or two
     assert np.median(err) < 5 and np.percentile(err, 90) < 20
+
+
+def _arms_to_sides_touching(an):
+    """The figure with both forearms laid against the body (hands on the thighs): its
+    mask filled between each arm and the torso, as an arm held against the side is."""
+    mask = an.mask.copy()
+    lm = an.landmarks
+    for e, wr in ((13, 15), (14, 16)):
+        pts = np.array([lm[e, :2], lm[wr, :2], [lm[23, 0] * 0.5 + lm[24, 0] * 0.5, lm[wr, 1]],
+                        [lm[23, 0] * 0.5 + lm[24, 0] * 0.5, lm[e, 1]]])  # fmt: skip
+        cv2.fillConvexPoly(mask, np.round(pts).astype(np.int32), 1.0)
+    return dataclasses.replace(an, mask=mask)
+
+
+def test_limbs_resting_on_the_body_stay_one_piece_with_the_torso():
+    from services.animate.layers import limb_contact
+
+    img, an = figure(256, 384)
+    free = limb_contact(an.mask > 0.5, an.landmarks, an.framing)
+    # The drawn figure's forearms hang clear of the body and its legs stand apart.
+    assert free["left"] < 0.15 and free["right"] < 0.15 and free["legs"] < 0.15
+    resting = _arms_to_sides_touching(an)
+    touch = limb_contact(resting.mask > 0.5, resting.landmarks, resting.framing)
+    assert touch["left"] > 0.8 and touch["right"] > 0.8
+    pipe = AnimatePipeline(None)
+    opts = ClipOptions(fps=12, preview=None, width=256, height=384)
+    # An arms-only motion cannot move either arm: refused, with the reason.
+    with pytest.raises(InvalidInputError) as ei:
+        pipe.prepare(img, resting, LIB.get("arms-open"), opts, 12, 24)
+    assert ei.value.reason == "MOTION_NOT_SUPPORTED_BY_PHOTO" and "rests on the body" in str(
+        ei.value
+    )
+    # A motion of the whole upper body plays, the arms kept in the still's pose and drawn
+    # as one piece with the torso (no arm layers: no seam can open between them).
+    _rgb, pa, t, warns = pipe.prepare(img, resting, LIB.get("upper-gestures"), opts, 12, 24)
+    assert {w[0] for w in warns} == {"MOTION_ARM_KEPT_STILL"}
+    assert set(t.still_arms) == {"left", "right"}
+    r = SkeletalRenderer(_rgb, pa, still_arms=t.still_arms, still_legs=t.still_legs)
+    assert [layer.name for layer in r.layers] == ["torso"]
+    # Legs together: a full-body motion keeps the feet planted and says so.
+    legs = an.mask.copy()
+    lm = an.landmarks
+    x0, x1 = sorted((lm[25, 0], lm[26, 0]))
+    legs[int(lm[23, 1]) : int(lm[27, 1]), int(x0) : int(x1) + 1] = 1.0
+    together = dataclasses.replace(an, mask=legs)
+    _rgb, _pa, t2, warns2 = pipe.prepare(img, together, LIB.get("step-and-pose"), opts, 12, 24)
+    assert "MOTION_LEGS_KEPT_STILL" in {w[0] for w in warns2} and t2.still_legs
+    assert np.abs(t2.points[:, 25:] - t2.points[:1, 25:]).max() < 1e-6
+    _rgb, _pa, t3, warns3 = pipe.prepare(img, an, LIB.get("step-and-pose"), opts, 12, 24)
+    assert "MOTION_LEGS_KEPT_STILL" not in {w[0] for w in warns3} and not t3.still_legs
+    assert np.abs(t3.points[:, 27:] - t3.points[:1, 27:]).max() > 5  # the feet step
+
+
+def test_an_arm_far_from_the_motions_start_pose_is_kept_still():
+    from services.animate.retarget import arms_off_the_motion
+
+    img, an = figure(256, 384)
+    m = LIB.get("arms-open")
+    assert arms_off_the_motion(an.landmarks, m) == {}
+    raised = an.landmarks.copy()
+    for s, e, wr in ((11, 13, 15),):
+        up = np.array([0.0, -1.0])
+        raised[e, :2] = raised[s, :2] + up * np.linalg.norm(raised[e, :2] - raised[s, :2])
+        raised[wr, :2] = raised[e, :2] + up * np.linalg.norm(
+            an.landmarks[wr, :2] - an.landmarks[e, :2]
+        )
+    off = arms_off_the_motion(raised, m)
+    assert set(off) == {"left"} and "degrees" in off["left"]

@@ -26,6 +26,7 @@ from services.animate.motions import Motion
 from services.animate.retarget import (
     ARM_JOINTS,
     Targets,
+    arms_off_the_motion,
     arms_to_keep_still,
     legs_touch,
     retarget,
@@ -268,7 +269,9 @@ class AnimatePipeline:
             contact = limb_contact(pa.mask > 0.5, pa.landmarks, pa.framing)
             resting = arms_to_keep_still(pa.landmarks, (h, w), contact)
             moves = _arms_moved(motion)
-            keep = {s: r for s, r in resting.items() if s in moves}
+            off = {s: r for s, r in arms_off_the_motion(pa.landmarks, motion).items()
+                   if s in moves and s not in resting}  # fmt: skip
+            keep = {s: r for s, r in (resting | off).items() if s in moves}
             if (
                 keep
                 and len(keep) == len(moves)
@@ -287,7 +290,7 @@ class AnimatePipeline:
                 )
             # Every resting arm stays one piece with the torso, also where the motion
             # barely moves it (a sway would otherwise slide the arm over the clothes).
-            still_arms = tuple(resting)
+            still_arms = tuple(sorted(set(resting) | set(off)))
             if motion.framing == "full" and pa.framing == "full" and legs_touch(contact):
                 still_legs = True
                 warnings.append((

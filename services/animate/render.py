@@ -323,8 +323,17 @@ class SkeletalRenderer:
         hole = cv2.dilate((alpha > 0.02).astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))  # fmt: skip
         hands = np.zeros_like(hole)
-        for side in ("left", "right"):
+        lm = analysis.landmarks
+        for side, (wr, idx, pky) in {"left": (15, 19, 17), "right": (16, 20, 18)}.items():
             hands |= analysis.hands[side].astype(np.uint8)
+            # Spread fingers (a V sign, a wave) reach a hand's length past the knuckles
+            # that the pose marks, thinner than any mask finds them: repaint that far, or
+            # the fingertips stay in the plate.
+            if lm[wr, 3] >= 0.5:
+                knuckles = (lm[idx, :2] + lm[pky, :2]) / 2
+                reach = knuckles + 1.5 * (knuckles - lm[wr, :2])
+                r_h = 0.6 * float(np.linalg.norm(knuckles - lm[wr, :2])) + 2
+                _capsule(hands, lm[wr, :2], reach, r_h)
         if hands.any():
             rh = int(max(6, round(0.08 * sw)))
             hole |= cv2.dilate(hands, cv2.getStructuringElement(

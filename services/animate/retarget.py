@@ -354,6 +354,43 @@ def arms_to_keep_still(
     return out
 
 
+# How far (degrees, against the spine) an arm bone of the still may be from the motion's
+# first frame for the motion's arm movement to apply: the motion is played as changes of
+# angle, and from a pose that far away the same changes make another gesture (arms that
+# open from the sides cross over the head when they start raised).
+ARM_POSE_TOLERANCE = 60.0
+
+
+def arms_off_the_motion(lm: np.ndarray, motion: Motion) -> dict[str, str]:
+    """Arms whose pose in the still is too far from the motion's starting pose for the
+    motion's arm movement to make sense on them, with the reason.
+
+    Args:
+        lm: ``33 x 2+`` landmarks of the still (pixels).
+        motion: the template.
+
+    Returns:
+        ``{side: reason}``.
+    """
+    ref = motion.pixels()[0].astype(np.float64)
+    p = lm[:, :2].astype(np.float64)
+
+    def rel_angles(pts: np.ndarray, s: int, e: int, wr: int) -> np.ndarray:
+        spine = _joint(pts, SHO) - _joint(pts, HIP)
+        base = np.arctan2(spine[1], spine[0])
+        return np.array([np.arctan2(*(pts[b] - pts[a])[::-1]) - base for a, b in ((s, e), (e, wr))])
+
+    out = {}
+    for side, (s, e, wr) in ARM_JOINTS.items():
+        d = np.degrees(np.abs(_wrap(rel_angles(p, s, e, wr) - rel_angles(ref, s, e, wr))))
+        if d.max() > ARM_POSE_TOLERANCE:
+            out[side] = (
+                f"its pose in the photo is {d.max():.0f} degrees from where the motion starts"
+                " the arm's movement, which would make another gesture of it"
+            )
+    return out
+
+
 def legs_touch(contact: dict[str, float]) -> bool:
     """Whether the legs of a full-body still touch each other (together, crossed): a
     step would tear them apart, so a full-body motion keeps them planted."""
