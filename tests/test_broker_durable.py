@@ -5,6 +5,7 @@ SIGKILL and started again, with nothing re-published."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -72,7 +73,9 @@ class DurableBroker:
 
 @pytest.fixture
 def broker(s3_server):
-    b = DurableBroker(s3_server.endpoint, s3_server.bucket("drape-tansu"))
+    # A new bucket each time: the S3 server lives for the whole session, and the broker's
+    # log must start empty.
+    b = DurableBroker(s3_server.endpoint, s3_server.bucket(f"drape-tansu-{secrets.token_hex(4)}"))
     yield b.start()
     b.kill()
 
