@@ -3,7 +3,10 @@ services.catalog_adapter``.
 
 Builds the asset store, rosters and steps from the settings, warms the still step on every
 roster photo (so the first product is not slow and a bad roster stops start-up), serves
-``/metrics``, then consumes until SIGTERM/SIGINT and drains.
+``/metrics``, then consumes until SIGTERM/SIGINT and drains. After a signal the process
+ends within ``DRAPE_GRACE_PERIOD_SECONDS``: once the orderly shutdown is done it exits at
+once (``os._exit``, skipping the interpreter's slow teardown), and a backstop timer ends it
+``BACKSTOP_SLACK`` after the grace period if a shutdown step hangs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 
 from services.catalog_adapter.fetch import FetchPolicy
@@ -65,15 +69,22 @@ def build_jobs(settings) -> JobRunner:
     return JobRunner(store, rosters, stills, clips, reader)
 
 
+def _flush_logs() -> None:
+    for h in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            h.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
 def _arm_backstop(grace: float) -> None:
     """End the process ``BACKSTOP_SLACK`` after the grace period even if an orderly shutdown
     step hangs (offsets of finished work are committed as it goes; nothing else is)."""
 
     def fire() -> None:
         log.error("shutdown overran DRAPE_GRACE_PERIOD_SECONDS; exiting now")
-        for h in logging.getLogger().handlers:
-            with contextlib.suppress(Exception):
-                h.flush()
+        _flush_logs()
         os._exit(1)
 
     timer = threading.Timer(grace + BACKSTOP_SLACK, fire)
@@ -103,9 +114,12 @@ def run_adapter(settings=None, bootstrap: str | None = None) -> int:
     adapter = CatalogAdapter(settings, jobs, metrics, bootstrap=bootstrap)
     health.started(adapter.stop_event)
 
+    signalled = []
+
     def on_signal(signum, _frame):
         log.info("signal received", extra={"signal": signal.Signals(signum).name})
         if not adapter.stop_event.is_set():
+            signalled.append(signum)
             _arm_backstop(settings.grace_period_seconds)
         adapter.stop_event.set()
 
@@ -113,7 +127,7 @@ def run_adapter(settings=None, bootstrap: str | None = None) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     try:
-        return adapter.run()
+        code = adapter.run()
     finally:
         if http is not None:
             http.close()
@@ -121,3 +135,11 @@ def run_adapter(settings=None, bootstrap: str | None = None) -> int:
         close = getattr(jobs.stills, "close", None)
         if close:
             close()
+    if signalled:
+        # Everything is handed over: done work committed, the group left, the producer
+        # flushed. The interpreter's own teardown (the try-on libraries' C++ objects) takes
+        # seconds, and an abandoned attempt's thread cannot be joined: end the process now,
+        # within the grace period.
+        _flush_logs()
+        os._exit(code)
+    return code
