@@ -101,6 +101,13 @@ def build_mesh(
     for axis, size in ((0, w), (1, h)):
         v[v[:, axis] <= 0.5, axis] = -2.0
         v[v[:, axis] >= size - 1.5, axis] = size + 1.0
+    # A cut-out that fills a corner of the frame needs the corner itself, or the last
+    # triangle along one edge stops short of the other edge.
+    corners = [(x, y, cx, cy) for x, cx in ((0, -2.0), (w - 1, w + 1.0))
+               for y, cy in ((0, -2.0), (h - 1, h + 1.0))]  # fmt: skip
+    extra_c = [(cx, cy) for x, y, cx, cy in corners if mask[y, x]]
+    if extra_c:
+        v = np.concatenate([v, np.array(extra_c, np.float64)])
     v = np.unique(v, axis=0)
     if len(v) < 3:
         return v, np.zeros((0, 3), np.int32)
@@ -175,8 +182,9 @@ class ArapMesh:
         vertices: ``V x 2`` rest positions.
         triangles: ``F x 3``.
         weights: ``V x B`` skinning weights.
-        pinned: ``V`` bool, vertices held at their skinned place (where the frame's edge
-            cuts the body: ARAP must not slide the cut along the edge or off it).
+        frame: ``(height, width)`` of the still. Vertices past its edges (where the frame
+            cuts the body) stay on their edge: they follow their bone along it but never
+            leave it, so the cut body never comes away from the border.
     """
 
     def __init__(
@@ -184,7 +192,7 @@ class ArapMesh:
         vertices: np.ndarray,
         triangles: np.ndarray,
         weights: np.ndarray,
-        pinned: np.ndarray | None = None,
+        frame: tuple[int, int] | None = None,
     ):
         self.rest = vertices.astype(np.float64)
         self.tri = triangles
@@ -202,8 +210,13 @@ class ArapMesh:
         # the blend zones of joints are left to ARAP, which keeps their triangles' shapes.
         self._mean = sp.diags(1.0 / np.maximum(np.asarray(adj.sum(axis=1)).ravel(), 1)) @ adj
         self.pull = ARAP_PULL * weights.max(axis=1) ** 4 + 1e-3
-        if pinned is not None:
-            self.pull[pinned] = PIN_PULL
+        self.edge_x = np.zeros(n, bool)
+        self.edge_y = np.zeros(n, bool)
+        if frame is not None:
+            h, w = frame
+            self.edge_x = (self.rest[:, 0] < 0) | (self.rest[:, 0] > w - 1)
+            self.edge_y = (self.rest[:, 1] < 0) | (self.rest[:, 1] > h - 1)
+            self.pull[self.edge_x | self.edge_y] = PIN_PULL
         self._solve = splu((2 * lap + sp.diags(self.pull)).tocsc()).solve
 
     def skin(self, transforms: np.ndarray) -> np.ndarray:
@@ -231,7 +244,12 @@ class ArapMesh:
             bx = np.bincount(self.ei, rx, n) + self.pull * q[:, 0]
             by = np.bincount(self.ei, ry, n) + self.pull * q[:, 1]
             p = self._solve(np.stack([bx, by], 1))
-        return self.untangle(p)
+        p[self.edge_x, 0] = self.rest[self.edge_x, 0]
+        p[self.edge_y, 1] = self.rest[self.edge_y, 1]
+        p = self.untangle(p)
+        p[self.edge_x, 0] = self.rest[self.edge_x, 0]
+        p[self.edge_y, 1] = self.rest[self.edge_y, 1]
+        return p
 
     def untangle(self, p: np.ndarray, rounds: int = 20) -> np.ndarray:
         """Unfold triangles that a tight bend (an elbow past 90 degrees) folded over: move

@@ -309,9 +309,7 @@ class SkeletalRenderer:
             wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
             tex = (rgb_n.astype(np.float32) * a[..., None] + 0.5).astype(np.uint8)
             alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
-            # Where the frame's edge cuts the body, the cut stays on its bone exactly.
-            edge = (v[:, 0] < 0) | (v[:, 1] < 0) | (v[:, 0] > w - 1) | (v[:, 1] > h - 1)
-            self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts, edge), bones))
+            self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts, (h, w)), bones))
         self.contact_shadow = contact_shadow and analysis.framing == "full"
 
     @staticmethod
@@ -415,6 +413,11 @@ class SkeletalRenderer:
         my = cv2.resize(mapy, (2 * lw, 2 * lh), interpolation=cv2.INTER_LINEAR)[:bh, :bw]
         # A pixel whose interpolation touched a FAR sample (weight >= 1/4 in a x2 linear
         # upsampling) maps far outside the texture, so remap reads the transparent border.
+        # A pixel that maps just past the still's edge (the body cut by the frame, moved a
+        # little inwards) reads the edge pixel, not the transparent border: the cut body
+        # stays on the frame's edge. FAR stays far.
+        np.clip(mx, 0, w - 1, out=mx, where=mx > FAR / 2)
+        np.clip(my, 0, h - 1, out=my, where=my > FAR / 2)
         kw = {"borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
         rgb = cv2.remap(layer.texture, mx, my, cv2.INTER_LINEAR, **kw)
         alpha = cv2.remap(layer.alpha, mx, my, cv2.INTER_LINEAR, **kw)
