@@ -168,6 +168,7 @@ class ServerTls:
         self._lock = threading.Lock()
         self.reloads = 0
         self._stamp = _stamp(self._paths)
+        self._bad_stamp: tuple | None = None
         self._config = self._load()
 
     @property
@@ -184,14 +185,15 @@ class ServerTls:
     def _fetch(self):
         # Called by gRPC on its own threads; must never raise.
         stamp = _stamp(self._paths)
-        if stamp is None or stamp == self._stamp:
+        if stamp is None or stamp in (self._stamp, self._bad_stamp):
             return None
         with self._lock:
-            if stamp == self._stamp:
+            if stamp in (self._stamp, self._bad_stamp):
                 return None
             try:
                 config = self._load()
             except ConfigError as exc:
+                self._bad_stamp = stamp  # said once per state of the files, not per handshake
                 log.warning(
                     "TLS files changed but cannot be used yet; keeping the old ones: %s", exc
                 )
