@@ -599,11 +599,13 @@ class _Callable:
 
 
 class ReloadingChannel(grpc.Channel):
-    """A channel that reconnects with new credentials once its TLS or token files change.
+    """A channel that reconnects with new credentials once its TLS files change.
 
     Before each call it compares the files' stamps (a ``stat`` each); after a change it
     opens a new channel for the next calls and closes the one before the previous (calls
-    still running on the previous channel finish). Stubs made once keep working.
+    still running on the previous channel finish). Stubs made once keep working. The
+    bearer token, if any, is re-read by :class:`TokenClientInterceptor` on the same
+    connection.
     """
 
     def __init__(
@@ -624,10 +626,9 @@ class ReloadingChannel(grpc.Channel):
         self._stamp = self._files_stamp()
         self._channel = self._open()
 
-    def _files_stamp(self):
-        tls = self.tls.stamp() if self.tls else ()
-        tok = _stamp((self.token_file,)) if self.token_file else ()
-        return (tls, tok)
+    def _files_stamp(self) -> tuple | None:
+        # The token needs no new connection: TokenClientInterceptor re-reads its file.
+        return self.tls.stamp() if self.tls else ()
 
     def _open(self) -> grpc.Channel:
         if self.tls is not None:
@@ -642,7 +643,7 @@ class ReloadingChannel(grpc.Channel):
 
     def _current(self) -> tuple[int, grpc.Channel]:
         stamp = self._files_stamp()
-        if stamp != self._stamp and None not in stamp:
+        if stamp is not None and stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
                     try:
