@@ -7,6 +7,7 @@ shape) and asserts the exact refusal that replaced the crash.
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -133,3 +134,47 @@ def test_video_whose_frames_change_size_is_refused():
     assert ei.value.reason == "VIDEO_FRAME_SIZE_CHANGES"
     assert ei.value.field == "video.data"
     assert "frame 3 is 32 x 40" in ei.value.message
+
+
+# The input fuzz_video found (876 bytes, kept as found): a WebM whose first VP8 key frame
+# sends FFmpeg's slice-threaded decoder into an endless loop inside avcodec_send_packet.
+VP8_SLICE_THREAD_HANG = base64.b64decode(
+    "GkXfo59ChoEBQveBAULygQRC84EIQoKEd2VibUKHgQJChYECGFOAZwEAAAAARImIQIdwAAAAAAAWVK5rvq4BAAAA"
+    "AAAANdeBAXOcgQAitZyDdW5kiIEAhoVWX1ZQOIOBASPjgy43NTAwMDAwMDAAH0O2dUGF54EAo0CQgQAAgDAGAJ0B"
+    "KiAAIAASRzAwGkXfo59ChoEBQveBAULygQRC84EIQoKEd2VibUKHgQJChYECAAAAAAADGRFNQAAAAAAWMAAfQ7Z1"
+    "QYXngQCjQJCBAACAMCoGAZ0AIAAgAAJHCIWFiIWEiAICAnW6JNzeA/iT+s1WD7gfsB3//P9Urmu+rgEAAAAAAAA1"
+    "14EBc8WIyAQgVqeWOpicgQAitZyDdW5kgIEAhoVWX1ZQOIOBAUVOQ09ERVJEhzAwMDAAH0O2dUGF54EAo0CQgQAA"
+    "gDAGAJ0BKiAAMAADRwiFhYiFhIgCAgJ1uiTc/dAYQDWAXGDHaOKEvu2Z5G8A/v/+aYOe4pzV5MpjaVmb/+6GKxZc"
+    "PXct/4qoT//MHzG/c/xGYH/qlWmdhsiHUeNRbzGsUv/nKg1vsyV3uLdS5IAAAAAAAAEiUklGRgAAAAAAo6qBAH0A"
+    "cQIACRCsABgHb/qGgeSf/2AJOmnSAP6k0n0X/XpiFF1Dh9UD1YCjs4EA+gDRAQANEKwAGAAxLf/0ALW8AP6QQVA8"
+    "Dl/Hu10IuEfGXCw1I7Zee/w83jIDGAdvIE5Eh5MwMDowMDolMDAwMQAfQ7Z1QYXngQCjQJCB+QCAMAYAnQEqJwAg"
+    "AAJHCIVSSUZGiAICAnW6JNzeA/iT+s1WD7gfsB3//P/9e1unMKN8AKO1gQF3ABECAA0QrAAYADAt//QA0AOraAD+"
+    "ZcRZecI/U3BEB8jkZAfdFlZwZAAQ9C2bm/CjEYCjrYEB9ABxAgANEKwAGAtRxkmE7v+RCrqzmuQA+7KyeQ+FFaSh"
+    "dTxJCzcbmhYAAKOmgQJxADECAA0QrAAY0BhANQAqSf+AXGDHaOKEvu2Z5G8A/v/+aZv/7oYrFgAAAAAAXD13Lf+o"
+    "T//MHzG/c/xGYIHqlWn0ASX3RFBOu4+zgQC3ip2GyPeBAfGCAXjwgYdR41FvMaxS/+cxwAADFFO7gQC3ALeK94EB"
+    "iveBAfGCAXjwgQPxggV48IED"
+)
+
+
+def test_video_that_hangs_the_threaded_vp8_decoder_is_decoded_at_once():
+    """fuzz_video, third run: decode_video never returned on this WebM (libFuzzer
+    "timeout"; native code with the GIL released, so a server thread would spin for good).
+    Decoding with one thread reads it. In a child process, so that a regression fails the
+    test instead of hanging the suite."""
+    code = (
+        "import sys\n"
+        "from services.common.errors import InvalidInputError\n"
+        "from services.common.video import decode_video\n"
+        "try:\n"
+        "    v = decode_video(sys.stdin.buffer.read(), field='video.data')\n"
+        "    print('frames', v.frame_count, v.width, v.height)\n"
+        "except InvalidInputError as err:\n"
+        "    print('refused', err.reason)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=VP8_SLICE_THREAD_HANG, capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # The first key frame decodes; the second is damaged, which ends the clip there (a
+    # damaged tail keeps the frames before it).
+    assert proc.stdout.decode().split() == ["frames", "1", "32", "32"]

@@ -143,6 +143,10 @@ def decode_video(
             raise _refuse(
                 "VIDEO_CODEC_UNSUPPORTED", "the video stream's codec cannot be decoded", field
             )
+        # One decoding thread. FFmpeg's slice-threaded VP8 decoder spins forever on some
+        # malformed key frames (an 876-byte WebM found by fuzzing; the GIL is released, so
+        # nothing in Python can stop it), and a server already runs one call per core.
+        ctx.thread_count = 1
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         if width * height > limits.max_pixels:
             raise _refuse(
