@@ -701,3 +701,27 @@ def test_gpu_lock_is_the_cpu_lock_with_cuda_builds():
     pins = dict(line.split("==") for line in text.splitlines() if re.match(r"^[A-Za-z]", line))
     assert pins["torch"] == "2.13.0" and "onnxruntime" not in pins
     assert pins["onnxruntime-gpu"] and pins["tensorrt"]
+
+
+def test_package_data_reaches_a_non_editable_install():
+    """Every data file under services/ is declared, so the images (which install Drape
+    non-editable) carry it: the motion templates were missing from the first CPU image."""
+    import fnmatch
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = declared.get("package-data", {})
+    tracked = subprocess.run(
+        ["git", "ls-files", "services"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for path in tracked:
+        if path.endswith((".py", ".pyi")):
+            continue
+        parent = Path(path).parent
+        while not (ROOT / parent / "__init__.py").exists():
+            parent = parent.parent
+        package = ".".join(parent.parts)
+        relative = Path(path).relative_to(parent).as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns.get(package, [])), (
+            f"{path} is not in [tool.setuptools.package-data] {package!r}"
+        )
