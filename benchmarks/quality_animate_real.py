@@ -11,8 +11,8 @@ hides nor adds anything):
   the target's (1: retargeting keeps image-space lengths). 95th percentile over frames and
   bones. Goal <= 0.12.
 * **holes**: pixels of the body's core (the shoulder-hip quadrilateral and a thin core
-  along every limb bone the photo shows, each where the still shows person, carried into
-  the frame by its bone's motion) where the background plate shows through (composite
+  along every limb bone the photo shows, each where the still shows person at least 4 % of
+  a shoulder width inside its outline, carried into the frame by its bone's motion) where the background plate shows through (composite
   person alpha < 0.5). Any frame. Goal 0 (a clip fails above 25 px).
 * **seams**: thin dips of the composite alpha inside the person (grey closing 5 x 5 minus
   the alpha > 0.3 where the closing is > 0.9): lines or speckles of background between
@@ -164,7 +164,13 @@ def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[n
     inframe &= (pa.landmarks[:, 1] >= 0) & (pa.landmarks[:, 1] < h)
     shown = inframe & (pa.landmarks[:, 3] >= 0.5)
     person0 = pa.mask > 0.02
-    person_core = cv2.erode((pa.mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8))
+    # The core keeps 4 % of a shoulder width inside the silhouette: where skinning blends
+    # two bones across a joint the outline moves a few pixels off either bone's rigid
+    # motion, which is not background showing through the body.
+    k = 2 * max(2, int(round(0.04 * sw))) + 1
+    person_core = cv2.erode(
+        (pa.mask > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
     picks = set(np.linspace(0, n - 1, SHEET_FRAMES).round().astype(int).tolist())
     tiles = []
     worst = {"hole": -1, "seam": -1}
@@ -298,12 +304,18 @@ def main(argv=None) -> int:
             key = (targets.still_arms, targets.still_legs)
             if key not in renderers:
                 renderers[key] = SkeletalRenderer(
-                    rgb, pa, still_arms=targets.still_arms, still_legs=targets.still_legs
-                )
+                    rgb, pa, still_arms=targets.still_arms, still_legs=targets.still_legs,
+                    arm_cut=targets.arm_cut,
+                )  # fmt: skip
             renderer = renderers[key]
             if len(renderers) == 1:
                 halo = halo_map(
-                    rgb, SkeletalRenderer.plate_hole(np.clip(pa.mask, 0, 1), pa, renderer.sw),
+                    rgb,
+                    SkeletalRenderer.plate_hole(
+                        np.clip(pa.mask, 0, 1), pa, renderer.sw,
+                        tuple(s for s in ("left", "right") if s not in targets.still_arms),
+                        pa.framing == "full" and not targets.still_legs,
+                    ),  # fmt: skip
                     pa.mask,
                 )  # fmt: skip
             row, frames_shown = run_clip(renderer, targets, rgb, pa, pose, halo)

@@ -84,6 +84,7 @@ class SkeletalBackend:
         renderer = SkeletalRenderer(
             still, analysis, contact_shadow=options.contact_shadow,
             still_arms=targets.still_arms, still_legs=targets.still_legs,
+            arm_cut=targets.arm_cut,
         )  # fmt: skip
         stats.setup_seconds += time.perf_counter() - t0
         stats.triangles = sum(len(layer.mesh.tri) for layer in renderer.layers)

@@ -394,3 +394,23 @@ def limb_contact(person: np.ndarray, lm: np.ndarray, framing: str) -> dict[str, 
             touch = sum(not _walk_has_gap(person, x, y) for x, y in zip(a, b, strict=True))
             out["legs"] = touch / CONTACT_SAMPLES
     return out
+
+
+# Share of an arm's bone core (upper arm past the shoulder, forearm) that its cut must
+# hold for the cut to be trusted: below it, the cut lost the sleeve or the forearm to the
+# torso (a black sleeve on a black top, a hand whose skin alone was found), and moving the
+# arm would tear the hand from its sleeve.
+CUT_TRUSTED = 0.6
+
+
+def arm_cut_share(arms: dict[str, np.ndarray], lm: np.ndarray, person: np.ndarray) -> dict:
+    """Per arm, the share of its bone core (a thin capsule from a fifth of the way down the
+    upper arm to the wrist, inside the person) that :func:`segment_arms` labelled arm."""
+    h, w = person.shape
+    sw = shoulder_width(lm)
+    out = {}
+    for side in ARM_SIDES:
+        core = _arm_capsule(lm, (h, w), side, max(2.0, ARM_CORE * sw), 0.2, hand=False) & person
+        n = int(core.sum())
+        out[side] = float((arms[side] & core).sum()) / n if n else 0.0
+    return out

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from services.animate.backends import Backend, RenderOptions, RenderStats, SkeletalBackend
-from services.animate.layers import limb_contact
+from services.animate.layers import CUT_TRUSTED, arm_cut_share, limb_contact, segment_arms
 from services.animate.motions import Motion
 from services.animate.retarget import (
     ARM_JOINTS,
@@ -37,6 +37,10 @@ from services.common.errors import InvalidInputError
 from services.common.images import encode_image
 from services.common.video import encode_mp4
 
+# How far (degrees) a leg cut out of a photo may turn from the still's pose: past it, the
+# thigh's blend with the pelvis and the knee's with the shin bend the trousers like rubber
+# and the crotch opens (seen on real full-body photos stepping out).
+LEG_TURN_LIMIT = 12.0
 PREVIEW_MAX_FPS = 8.0  # a preview is a glance: fewer frames keep it small and quick
 Progress = Callable[[int, int, str], None]
 
@@ -265,10 +269,23 @@ class AnimatePipeline:
         warnings: list[tuple[str, str]] = []
         still_arms: tuple[str, ...] = ()
         still_legs = False
+        arm_cut = None
         if options.fit_motion:
             contact = limb_contact(pa.mask > 0.5, pa.landmarks, pa.framing)
             resting = arms_to_keep_still(pa.landmarks, (h, w), contact)
             moves = _arms_moved(motion)
+            free = [s for s in ("left", "right") if s not in resting]
+            if free:
+                # Only an arm that the cut tells apart from the body can move: else the
+                # hand would leave its sleeve behind on the torso.
+                arm_cut = segment_arms(rgb, pa, pa.mask > 0.5)
+                share = arm_cut_share(arm_cut, pa.landmarks, pa.mask > 0.5)
+                for s in free:
+                    if share[s] < CUT_TRUSTED:
+                        resting[s] = (
+                            "the photo does not tell the arm apart from the clothes beside it"
+                            f" (the cut holds {share[s]:.0%} of it)"
+                        )
             off = {s: r for s, r in arms_off_the_motion(pa.landmarks, motion).items()
                    if s in moves and s not in resting}  # fmt: skip
             keep = {s: r for s, r in (resting | off).items() if s in moves}
@@ -291,6 +308,21 @@ class AnimatePipeline:
             # Every resting arm stays one piece with the torso, also where the motion
             # barely moves it (a sway would otherwise slide the arm over the clothes).
             still_arms = tuple(sorted(set(resting) | set(off)))
+            hip_y = float(pa.landmarks[[23, 24], 1].mean())
+            on_thigh = [s for s in resting if pa.landmarks[ARM_JOINTS[s][2], 1] > hip_y]
+            if (
+                motion.framing == "full"
+                and pa.framing == "full"
+                and on_thigh
+                and not (legs_touch(contact))
+            ):
+                still_legs = True
+                warnings.append((
+                    "MOTION_LEGS_KEPT_STILL",
+                    f"the {' and '.join(on_thigh)} hand rests beside the thigh, so a step would"
+                    " drag it along: the feet stay planted and the upper body performs"
+                    f" {motion.name!r}",
+                ))  # fmt: skip
             if motion.framing == "full" and pa.framing == "full" and legs_touch(contact):
                 still_legs = True
                 warnings.append((
@@ -302,7 +334,16 @@ class AnimatePipeline:
         targets = retarget(
             motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start,
             still_arms=still_arms, still_legs=still_legs,
+            leg_turn_limit=LEG_TURN_LIMIT if options.fit_motion else None,
         )  # fmt: skip
+        targets.arm_cut = arm_cut
+        if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
+            warnings.append((
+                "MOTION_AMPLITUDE_LIMITED",
+                f"{motion.name!r} turns a leg up to {targets.leg_turn_wanted:.0f} degrees; the"
+                f" legs cut out of a photo bend cleanly to {LEG_TURN_LIMIT:.0f}, so the steps"
+                " are played smaller",
+            ))  # fmt: skip
         return rgb, pa, targets, warnings
 
     def run(

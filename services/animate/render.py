@@ -102,6 +102,8 @@ def part_masks(
     framing: str,
     still_arms: tuple[str, ...] = (),
     still_legs: bool = False,
+    analysis_arms: dict[str, np.ndarray] | None = None,
+    rgb_for_legs: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Bool masks of the parts: the arms (already cut out, see :mod:`layers`), legs
     (capsules along the leg bones, full-body stills only), and the torso with the head
@@ -110,6 +112,7 @@ def part_masks(
     between them and what they rest on."""
     h, w = person.shape
     sw = shoulder_width(lm)
+    analysis_arms = analysis_arms or {}
     parts: dict[str, np.ndarray] = {
         f"arm_{s}": arms[s] & person for s in ("left", "right") if s not in still_arms
     }
@@ -117,26 +120,61 @@ def part_masks(
     for m in parts.values():
         taken |= m
     if framing == "full" and not still_legs:
+        # Below the hips every pixel of the person that no moving arm holds belongs to the
+        # nearer leg (bones of thigh, shin and foot): wide trousers, a skirt's hem and
+        # the gap between touching knees move with a leg, never stay with the pelvis as
+        # a strip that the moving leg tears away from. Kept-still arms hanging there are
+        # not legs.
         hip_y = (lm[P.L_HIP, 1] + lm[P.R_HIP, 1]) / 2
         rows = np.arange(h)[:, None] > hip_y - 0.05 * sw
-        for side, (hp, kn, an, ft) in {
+        held = taken.copy()
+        for s in still_arms:
+            held |= analysis_arms.get(s, np.zeros((h, w), bool))
+        # The seat between the hip joints, down to the crotch, stays with the pelvis: two
+        # legs turning apart about their hips would open a wedge there.
+        lh, rh = lm[P.L_HIP, :2].astype(np.float64), lm[P.R_HIP, :2].astype(np.float64)
+        crotch = (lh + rh) / 2 + np.array([0.0, 0.35 * float(np.linalg.norm(lh - rh))])
+        seat = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(seat, np.round(np.array([lh, rh, crotch])).astype(np.int32), 1)
+        below = person & rows & ~held & (seat == 0)
+        if rgb_for_legs is None:
+            rgb_for_legs = np.zeros((h, w, 3), np.uint8)
+        # Seeds: thin capsules along each leg's bones; where both claim a pixel, the
+        # nearer bone's. The rest (wide hems, a shoe's far side) is flooded from the seeds
+        # along the photo's edges (watershed, Meyer 1994), so a piece of one shoe never
+        # rides with the other leg however loosely the pose marks the feet.
+        seeds = {}
+        chains = {
             "left": (P.L_HIP, P.L_KNEE, P.L_ANKLE, P.L_FOOT),
             "right": (P.R_HIP, P.R_KNEE, P.R_ANKLE, P.R_FOOT),
-        }.items():
+        }
+        for side, (hp, kn, an, ft) in chains.items():
             m = np.zeros((h, w), np.uint8)
-            _capsule(m, lm[hp, :2], lm[kn, :2], 0.24 * sw)
-            _capsule(m, lm[kn, :2], lm[an, :2], 0.18 * sw)
-            _capsule(m, lm[an, :2], lm[ft, :2], 0.14 * sw)
-            parts[f"leg_{side}"] = (m > 0) & person & rows & ~taken
-        # Where the capsules overlap (legs together), the nearer bone wins.
-        both = parts["leg_left"] & parts["leg_right"]
+            _capsule(m, lm[hp, :2], lm[kn, :2], 0.1 * sw)
+            _capsule(m, lm[kn, :2], lm[an, :2], 0.06 * sw)
+            _capsule(m, lm[an, :2], lm[ft, :2], 0.03 * sw)
+            seeds[side] = (m > 0) & below
+        both = seeds["left"] & seeds["right"]
         if both.any():
             ys, xs = np.nonzero(both)
-            p = np.stack([xs, ys], 1).astype(np.float64)
-            dl = _seg_dist(p, lm[P.L_KNEE, :2].astype(float), lm[P.L_ANKLE, :2].astype(float))
-            dr = _seg_dist(p, lm[P.R_KNEE, :2].astype(float), lm[P.R_ANKLE, :2].astype(float))
-            parts["leg_left"][ys[dl > dr], xs[dl > dr]] = False
-            parts["leg_right"][ys[dl <= dr], xs[dl <= dr]] = False
+            pts = np.stack([xs, ys], 1).astype(np.float64)
+            d = {}
+            for side, chain in chains.items():
+                p_ = lm[list(chain), :2].astype(np.float64)
+                d[side] = np.min([_seg_dist(pts, p_[i], p_[i + 1]) for i in range(3)], axis=0)
+            seeds["left"][ys[d["left"] > d["right"]], xs[d["left"] > d["right"]]] = False
+            seeds["right"][ys[d["left"] <= d["right"]], xs[d["left"] <= d["right"]]] = False
+        markers = np.zeros((h, w), np.int32)
+        markers[~below] = 3
+        markers[seeds["left"]] = 1
+        markers[seeds["right"]] = 2
+        if seeds["left"].any() and seeds["right"].any():
+            cv2.watershed(rgb_for_legs, markers)
+        label = np.where(markers == 1, 0, np.where(markers == 2, 1, -1)).astype(np.int32)
+        label[~below] = -1
+        label = _nearest_label(label, below) if (label >= 0).any() else label
+        parts["leg_left"] = (label == 0) & below
+        parts["leg_right"] = (label == 1) & below
         taken |= parts["leg_left"] | parts["leg_right"]
     parts["torso"] = person & ~taken
     return parts
@@ -230,6 +268,7 @@ class SkeletalRenderer:
         contact_shadow: draw a soft shadow under the feet (full-body stills).
         still_arms: arms that keep the still's pose (one piece with the torso).
         still_legs: the legs stay planted (one piece with the torso).
+        arm_cut: the arms already cut out of this still (:func:`segment_arms`), if any.
     """
 
     def __init__(
@@ -239,6 +278,7 @@ class SkeletalRenderer:
         contact_shadow: bool = False,
         still_arms: tuple[str, ...] = (),
         still_legs: bool = False,
+        arm_cut: dict[str, np.ndarray] | None = None,
     ):
         h, w = rgb.shape[:2]
         self.size = (h, w)
@@ -251,9 +291,14 @@ class SkeletalRenderer:
         self.still_arms, self.still_legs = tuple(still_arms), bool(still_legs)
         if len(self.still_arms) == 2:
             arms = {s: np.zeros((h, w), bool) for s in ("left", "right")}
+        elif arm_cut is not None:
+            arms = arm_cut
         else:
             arms = segment_arms(rgb, analysis, person)
-        parts = part_masks(lm, person, arms, analysis.framing, self.still_arms, self.still_legs)
+        held = {s: analysis.arms[s] | analysis.hands[s] for s in ("left", "right")}
+        parts = part_masks(
+            lm, person, arms, analysis.framing, self.still_arms, self.still_legs, held, rgb
+        )
         # Every pixel of the (soft-edged) person belongs to its nearest part.
         names = list(parts)
         label = np.full((h, w), -1, np.int32)
@@ -261,7 +306,9 @@ class SkeletalRenderer:
             label[parts[n]] = i
         near = _nearest_label(label, alpha > 0.01)
         self.parts = {n: near == i for i, n in enumerate(names)}
-        self.background = fill_background(rgb, self.plate_hole(alpha, analysis, sw))
+        free = tuple(s for s in ("left", "right") if s not in self.still_arms)
+        feet = analysis.framing == "full" and not self.still_legs
+        self.background = fill_background(rgb, self.plate_hole(alpha, analysis, sw, free, feet))
         # Behind the arms the torso continues out to the body's edge: those pixels of the
         # torso layer are filled from the torso, so a moving arm uncovers cloth there and
         # background (the plate) beyond it.
@@ -277,6 +324,18 @@ class SkeletalRenderer:
             # mix in the fill even in the first frame.
             torso_rgb = _fill_from(rgb, self.behind, self.parts["torso"] & ~arm_px, soft=False)
         geo = bone_geometry(lm, sw)
+        # A leg's own layer hangs from the pelvis at the hips only: the torso's pelvis
+        # reaches down over the thighs (a photo cut above the knees moves them with the
+        # hips), which in a leg would bind the upper thigh to the hips and bend it there.
+        p_ = self.rest
+        wl, wr = p_[11] + 0.55 * (p_[23] - p_[11]), p_[12] + 0.55 * (p_[24] - p_[12])
+        geo_leg = dict(geo)
+        geo_leg["pelvis"] = Bone(
+            "pelvis",
+            (wl + wr) / 2,
+            (p_[23] + p_[24]) / 2,
+            polygon=np.array([wr, wl, p_[23], p_[24]]),
+        )
         spacing = float(np.clip(sw / 7.0, 8.0, 40.0))
         self.layers: list[Layer] = []
         for n in names:
@@ -306,17 +365,25 @@ class SkeletalRenderer:
                 extra = np.unique(np.stack([xs, ys], 1) // 3 * 3, axis=0).astype(np.float64)
                 v, tri = build_mesh(region, sp, extra=extra)
             bones = LAYER_BONES[n]
-            wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
+            g = geo_leg if n.startswith("leg_") else geo
+            wts = skin_weights(v, [g[b] for b in bones], sigma=0.12 * sw)
             tex = (rgb_n.astype(np.float32) * a[..., None] + 0.5).astype(np.uint8)
             alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
             self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts, (h, w)), bones))
         self.contact_shadow = contact_shadow and analysis.framing == "full"
 
     @staticmethod
-    def plate_hole(alpha: np.ndarray, analysis: P.PersonAnalysis, sw: float) -> np.ndarray:
+    def plate_hole(
+        alpha: np.ndarray,
+        analysis: P.PersonAnalysis,
+        sw: float,
+        free_hands: tuple[str, ...] = ("left", "right"),
+        free_feet: bool = False,
+    ) -> np.ndarray:
         """What the background plate must repaint: the person grown past the segmentation's
         soft edge (hair wisps and motion-blurred hands reach beyond it and would stay in
-        the plate as a ghost outline once the person moves away), the hands more."""
+        the plate as a ghost outline once the person moves away), the hands more, and the
+        hands of arms that move (``free_hands``) as far as spread fingers reach."""
         r = int(max(4, round(0.035 * sw)))
         hole = cv2.dilate((alpha > 0.02).astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))  # fmt: skip
@@ -327,11 +394,16 @@ class SkeletalRenderer:
             # Spread fingers (a V sign, a wave) reach a hand's length past the knuckles
             # that the pose marks, thinner than any mask finds them: repaint that far, or
             # the fingertips stay in the plate.
-            if lm[wr, 3] >= 0.5:
+            if side in free_hands and lm[wr, 3] >= 0.5:
                 knuckles = (lm[idx, :2] + lm[pky, :2]) / 2
                 reach = knuckles + 1.5 * (knuckles - lm[wr, :2])
                 r_h = 0.6 * float(np.linalg.norm(knuckles - lm[wr, :2])) + 2
                 _capsule(hands, lm[wr, :2], reach, r_h)
+        if free_feet:
+            # A shoe's outline, thin against a white floor, escapes the mask like fingers.
+            for heel, toe in ((29, 31), (30, 32)):
+                if lm[heel, 3] >= 0.5 and lm[toe, 3] >= 0.5:
+                    _capsule(hands, lm[heel, :2], lm[toe, :2], 0.12 * sw)
         if hands.any():
             rh = int(max(6, round(0.08 * sw)))
             hole |= cv2.dilate(hands, cv2.getStructuringElement(

@@ -159,6 +159,10 @@ class Targets:
             with the torso; see :func:`arms_to_keep_still`).
         still_legs: the legs stay planted (an upper-body motion, or legs that touch each
             other in the still); they are one piece with the torso.
+        arm_cut: the arms cut out of the still where fitting the motion already made
+            them (:func:`services.animate.layers.segment_arms`), so the renderer reuses it.
+        leg_turn_wanted: the largest leg turn (degrees) the motion asked for, before any
+            ``leg_turn_limit`` clamped it.
     """
 
     points: np.ndarray
@@ -167,6 +171,8 @@ class Targets:
     moved: np.ndarray
     still_arms: tuple[str, ...] = ()
     still_legs: bool = True
+    arm_cut: dict[str, np.ndarray] | None = None
+    leg_turn_wanted: float = 0.0
 
 
 def sample_times(motion: Motion, fps: float, frames: int) -> np.ndarray:
@@ -198,6 +204,7 @@ def retarget(
     start: np.ndarray | None = None,
     still_arms: tuple[str, ...] = (),
     still_legs: bool = False,
+    leg_turn_limit: float | None = None,
 ) -> Targets:
     """Map ``motion`` onto the skeleton ``rest`` (the still's landmarks in clip pixels).
 
@@ -214,6 +221,9 @@ def retarget(
         still_legs: keep the legs planted in the still's pose even for a full-body motion
             (legs that touch each other cannot be moved apart cleanly): the motion is played
             as its upper-body variant, hips anchored.
+        leg_turn_limit: largest turn (degrees) of a thigh, shin or foot away from the
+            still's pose; larger turns are clamped (the cut-out legs bend cleanly only
+            so far). ``Targets.clamped`` says how far the motion wanted to go.
 
     Raises:
         InvalidInputError: MOTION_FRAMING_MISMATCH for a full-body motion on a half-body
@@ -254,6 +264,14 @@ def retarget(
         for bi, (par, _ch, _kind) in enumerate(BONES):
             if par in ARM_JOINTS[side]:
                 turn[:, bi] = turn[:, spine]
+    clamped = 0.0
+    if leg_turn_limit is not None and not upper:
+        lim = np.radians(leg_turn_limit)
+        legs = list(LEG_BONES)
+        # A limb's turn is relative to the image; the thigh's own turn is what bends it
+        # at the hip, the shin's and foot's are measured against the thigh's.
+        clamped = float(np.degrees(np.abs(turn[:, legs]).max())) if legs else 0.0
+        turn[:, legs] = np.clip(turn[:, legs], -lim, lim)
     params = PoseParams(root, turn, scale, head)
     pts = pose_from_params(rest, params)
     if not upper:
@@ -278,7 +296,7 @@ def retarget(
     behind = _behind(t, ref)
     return Targets(
         points=pts, params=params, behind=behind, moved=moved, still_arms=tuple(still_arms),
-        still_legs=upper,
+        still_legs=upper, leg_turn_wanted=clamped,
     )  # fmt: skip
 
 
