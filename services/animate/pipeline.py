@@ -65,9 +65,11 @@ class ClipOptions:
         max_fps: the server's highest frame rate.
         crf: x264 quality (lower is better).
         fit_motion: fit the motion to the photo: arms the photo cannot move cleanly (not
-            shown whole, or a hand resting on the hip) keep their pose with a warning
-            (MOTION_ARM_KEPT_STILL); a motion of those arms alone is refused
-            (MOTION_NOT_SUPPORTED_BY_PHOTO).
+            shown whole, resting on the body, not told apart from the clothes, posed far
+            from the motion's start) keep their pose with a warning (MOTION_ARM_KEPT_STILL);
+            a motion of those arms alone is refused (MOTION_NOT_SUPPORTED_BY_PHOTO); legs
+            that touch, or a hand resting beside a thigh, keep the feet planted
+            (MOTION_LEGS_KEPT_STILL); leg turns are clamped (MOTION_AMPLITUDE_LIMITED).
     """
 
     fps: float = 0.0

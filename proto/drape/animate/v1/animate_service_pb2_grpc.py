@@ -71,8 +71,15 @@ class AnimateServiceServicer(object):
         motion_video: the reasons of ExtractMotion. Checks that need a model
         (NO_PERSON_DETECTED, PERSON_TOO_SMALL, MULTIPLE_PERSONS, POSE_UNSUPPORTED on the
         still, VIDEO_HAS_NO_PERSON on motion_video) run inside the operation and end it
-        FAILED with the same reason in Operation.error. RESOURCE_EXHAUSTED with reason
-        QUEUE_FULL when the server has too many operations queued.
+        FAILED with the same reason in Operation.error, and so does
+        MOTION_NOT_SUPPORTED_BY_PHOTO (a motion of the arms alone where neither arm can move
+        cleanly on this photo). The motion is fitted to the photo; what it keeps still or
+        plays smaller comes back as warnings: MOTION_ARM_KEPT_STILL (an arm not shown whole,
+        resting on the body, not told apart from the clothes, or posed far from the motion's
+        start), MOTION_LEGS_KEPT_STILL (legs touching each other, or a hand resting beside a
+        thigh: a full-body motion plays its upper-body variant), MOTION_AMPLITUDE_LIMITED
+        (leg turns clamped). RESOURCE_EXHAUSTED with reason QUEUE_FULL when the server has too
+        many operations queued.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
