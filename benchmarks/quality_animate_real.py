@@ -18,7 +18,8 @@ hides nor adds anything):
   the alpha > 0.3 where the closing is > 0.9): lines or speckles of background between
   parts. Counted above the still's own (concave corners of the silhouette). Goal 0 (a clip
   fails above 30 px in a frame).
-* **ghosting**: (a) mean change against the still far from the person in every frame
+* **ghosting**: (a) mean change against the still far from the person (more than 12 px
+  beyond the person, its frame's coverage and the plate's repainted area) in every frame
   (goal 0); (b) halo: pixels of the background plate next to the repainted hole that
   look like the person's edge rather than the background around them, and that a frame
   uncovers (goal 0; a clip fails above 40 px).
@@ -97,14 +98,21 @@ def _capsule(mask, a, b, r):
 
 
 def body_core(
-    rest: np.ndarray, target: np.ndarray, person: np.ndarray, shown: np.ndarray, sw: float
+    rest: np.ndarray,
+    target: np.ndarray,
+    person: np.ndarray,
+    shown: np.ndarray,
+    sw: float,
+    merged: frozenset = frozenset(),
 ) -> np.ndarray:
     """Pixels that are body in this frame: the shoulder-hip quadrilateral shrunk a little
     and a thin core along each limb bone the still shows, each taken where the still shows
     person and carried into the frame by its bone's motion (the chest's affine, each limb
     bone's rotation). Cut by the still's own mask, the core never counts background of the
     photo itself: the gap between a hand on the hip and a narrow waist, or the side of an
-    arm whose landmarks sit on its edge."""
+    arm whose landmarks sit on its edge. Bones in ``merged`` (limbs kept still, drawn as one
+    piece with the torso and moved by its skinning, not by their bone) have no core of
+    their own: they cannot come apart from the torso, and the seam measure watches them."""
     from services.animate.render import LIMBS, bone_transforms
 
     h, w = person.shape
@@ -115,7 +123,7 @@ def body_core(
     cv2.fillPoly(m, [np.round(c + (quad - c) * 0.85).astype(np.int32)], 1)
     out = cv2.warpAffine(m & person, tf["chest"], (w, h), flags=cv2.INTER_NEAREST)
     for name, (a, b) in LIMBS.items():
-        if shown[a] and shown[b]:
+        if shown[a] and shown[b] and name not in merged:
             # Leave the joints out: the core of a bone between its ends.
             pa, pb = rest[a] + 0.15 * (rest[b] - rest[a]), rest[b] - 0.15 * (rest[b] - rest[a])
             m = np.zeros((h, w), np.uint8)
@@ -152,7 +160,7 @@ def halo_map(still: np.ndarray, hole: np.ndarray, alpha: np.ndarray) -> np.ndarr
     return ring & bg_ok & fg_ok & (d_bg > 30) & (d_fg < 0.6 * d_bg)
 
 
-def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[np.ndarray]]:
+def run_clip(renderer, targets, still_rgb, pa, pose, halo, plate) -> tuple[dict, list[np.ndarray]]:
     h, w = still_rgb.shape[:2]
     sw = renderer.sw
     n = len(targets.points)
@@ -168,6 +176,11 @@ def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[n
     # two bones across a joint the outline moves a few pixels off either bone's rigid
     # motion, which is not background showing through the body.
     k = 2 * max(2, int(round(0.04 * sw))) + 1
+    merged = frozenset(
+        [f"{b}_{s}" for s in renderer.still_arms for b in ("upper", "fore")]
+        + ([f"{b}_{s}" for s in ("left", "right") for b in ("thigh", "shin")]
+           if renderer.still_legs else [])
+    )  # fmt: skip
     person_core = cv2.erode(
         (pa.mask > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     )
@@ -195,14 +208,16 @@ def run_clip(renderer, targets, still_rgb, pa, pose, halo) -> tuple[dict, list[n
                 )
                 if l0 > 0.1 * sw:
                     ratios.append(abs(np.linalg.norm(det[a, :2] - det[b, :2]) / l0 - expected))
-        core = body_core(renderer.rest, tgt, person_core, shown, sw)
+        core = body_core(renderer.rest, tgt, person_core, shown, sw, merged)
         holes = int((core & (cov < 0.5)).sum())
         seams = seam_pixels(cov)
         if seam0 is None:
             seam0 = cv2.dilate(seams.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         seam_n = int((seams & ~seam0).sum()) if f else 0
         ghost = int((halo & (cov < 0.5)).sum())
-        near = cv2.dilate(((cov > 0.02) | person0).astype(np.uint8), np.ones((25, 25), np.uint8))
+        near = cv2.dilate(
+            ((cov > 0.02) | person0 | plate).astype(np.uint8), np.ones((25, 25), np.uint8)
+        )
         far = near == 0
         if far.any():
             far_change = max(
@@ -303,22 +318,19 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             key = (targets.still_arms, targets.still_legs)
             if key not in renderers:
-                renderers[key] = SkeletalRenderer(
+                r = SkeletalRenderer(
                     rgb, pa, still_arms=targets.still_arms, still_legs=targets.still_legs,
                     arm_cut=targets.arm_cut,
                 )  # fmt: skip
-            renderer = renderers[key]
-            if len(renderers) == 1:
-                halo = halo_map(
-                    rgb,
-                    SkeletalRenderer.plate_hole(
-                        np.clip(pa.mask, 0, 1), pa, renderer.sw,
-                        tuple(s for s in ("left", "right") if s not in targets.still_arms),
-                        pa.framing == "full" and not targets.still_legs,
-                    ),  # fmt: skip
-                    pa.mask,
+                # The plate this renderer repainted: ghosting is judged beyond it.
+                plate = SkeletalRenderer.plate_hole(
+                    np.clip(pa.mask, 0, 1), pa, r.sw,
+                    tuple(s for s in ("left", "right") if s not in targets.still_arms),
+                    pa.framing == "full" and not targets.still_legs,
                 )  # fmt: skip
-            row, frames_shown = run_clip(renderer, targets, rgb, pa, pose, halo)
+                renderers[key] = (r, halo_map(rgb, plate, pa.mask), plate)
+            renderer, halo, plate = renderers[key]
+            row, frames_shown = run_clip(renderer, targets, rgb, pa, pose, halo, plate)
             row.update(person=path.stem, motion=motion.name, framing=pa.framing,
                        warnings=[w[0] for w in warns], seconds=round(time.perf_counter() - t0, 2))  # fmt: skip
             row["failures"] = failures(row)
