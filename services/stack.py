@@ -21,6 +21,8 @@ from services.common.kafka import (
 from services.common.logs import configure_logging
 from services.common.server import create_server
 
+SAMPLE_DIR = "out/catalog_samples"  # the default of `drape catalog publish --sample-dir`
+
 
 def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
     """Run broker + services; returns 0 after Ctrl-C/SIGTERM and a clean drain."""
@@ -64,8 +66,13 @@ def _start_catalog_adapter(bootstrap: str, grpc_port: int, metrics_port: int | N
     import sys
 
     adapter_metrics = (metrics_port or 9464) + 1
+    # `drape catalog publish --sample` writes its flat-lays here and sends file:// events;
+    # the local stack lets the adapter read that one directory (file:// is off by default).
+    samples = os.path.abspath(os.environ.get("DRAPE_CATALOG_FETCH_FILE_ROOT", SAMPLE_DIR))
+    os.makedirs(samples, exist_ok=True)
     env = {
         **os.environ,
+        "DRAPE_CATALOG_FETCH_FILE_ROOT": samples,
         "DRAPE_CATALOG_PIPELINE": os.environ.get("DRAPE_CATALOG_PIPELINE", "grpc"),
         "DRAPE_CATALOG_TRYON_ADDRESS": f"127.0.0.1:{grpc_port}",
         "DRAPE_METRICS_PORT": str(adapter_metrics),
