@@ -9,7 +9,7 @@ target found something.
 
     .venv/bin/python benchmarks/fuzz/run.py --seconds 600
     .venv/bin/python benchmarks/fuzz/run.py --seconds 30 images   # one target, briefly
-    .venv/bin/python benchmarks/fuzz/run.py --libfuzzer "-timeout=5 -rss_limit_mb=1024"
+    .venv/bin/python benchmarks/fuzz/run.py --libfuzzer="-timeout=5 -rss_limit_mb=1024"
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ def main() -> int:
     ap.add_argument("targets", nargs="*", help=f"some of {', '.join(TARGETS)} (default: all)")
     ap.add_argument("--seconds", type=int, default=600, help="per target (default 600)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"), help="where fuzz.json goes")
-    ap.add_argument("--libfuzzer", default="", help='more libFuzzer options, e.g. "-jobs=1"')
+    ap.add_argument(
+        "--libfuzzer",
+        default="",
+        help='more libFuzzer options, as one argument: --libfuzzer="-max_len=65536"',
+    )
     args = ap.parse_args()
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
