@@ -133,7 +133,7 @@ def part_masks(
         # The seat between the hip joints, down to the crotch, stays with the pelvis: two
         # legs turning apart about their hips would open a wedge there.
         lh, rh = lm[P.L_HIP, :2].astype(np.float64), lm[P.R_HIP, :2].astype(np.float64)
-        crotch = (lh + rh) / 2 + np.array([0.0, 0.35 * float(np.linalg.norm(lh - rh))])
+        crotch = (lh + rh) / 2 + np.array([0.0, 0.7 * float(np.linalg.norm(lh - rh))])
         seat = np.zeros((h, w), np.uint8)
         cv2.fillConvexPoly(seat, np.round(np.array([lh, rh, crotch])).astype(np.int32), 1)
         below = person & rows & ~held & (seat == 0)
@@ -347,6 +347,11 @@ class SkeletalRenderer:
             if n == "torso":
                 a = np.maximum(a, alpha * _feather(self.behind))
                 rgb_n = torso_rgb
+            elif n.startswith("leg_"):
+                # A leg reaches up under the torso to the waist on its own side: drawn
+                # behind the torso, it is hidden at rest, and when the leg turns out at
+                # the hip it shows the hip continuing instead of a notch of background.
+                a = np.maximum(a, alpha * self._under_torso(n, lm, sw))
             if (a > 0.5).sum() < 30:
                 continue
             # The mesh reaches well past the soft edge: the half-resolution raster loses up
@@ -371,6 +376,21 @@ class SkeletalRenderer:
             alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
             self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts, (h, w)), bones))
         self.contact_shadow = contact_shadow and analysis.framing == "full"
+
+    def _under_torso(self, leg: str, lm: np.ndarray, sw: float) -> np.ndarray:
+        """The torso's pixels from the waist down (the hips and the seat) on ``leg``'s
+        side of the body's axis (float mask)."""
+        h, w = self.size
+        torso = self.parts["torso"]
+        hip_y = float(lm[[23, 24], 1].mean())
+        mid_x = float(lm[[23, 24], 0].mean())
+        ys, xs = np.mgrid[0:h, 0:w]
+        band = ys > hip_y - 0.3 * sw  # down through the seat to the crotch
+        # The person's left hip is at the larger x when they face the camera; follow the
+        # landmarks, not an assumption about facing.
+        left_is_right = lm[23, 0] > lm[24, 0]
+        side = (xs >= mid_x) if (leg == "leg_left") == left_is_right else (xs < mid_x)
+        return (torso & band & side).astype(np.float32)
 
     @staticmethod
     def plate_hole(
