@@ -133,7 +133,8 @@ class AnimateServiceServicer(object):
         start), FPS_OUT_OF_RANGE, NAME_INVALID (name not lowercase letters, digits, "-", "_",
         at most 64 characters); and, as drape.common.v1.MediaService.InspectVideo reports
         them, VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED, VIDEO_NO_VIDEO_STREAM,
-        VIDEO_TOO_MANY_FRAMES, VIDEO_TOO_MANY_PIXELS or VIDEO_CORRUPT.
+        VIDEO_TOO_MANY_FRAMES, VIDEO_TOO_MANY_PIXELS, VIDEO_CODEC_UNSUPPORTED,
+        VIDEO_FRAME_SIZE_CHANGES or VIDEO_CORRUPT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,7 +48,8 @@ class MediaServiceServicer(object):
         """Probes a video as the animate service's motion extraction would. Refusals:
         INVALID_ARGUMENT with reason VIDEO_EMPTY, VIDEO_TOO_LARGE, VIDEO_UNRECOGNIZED,
         VIDEO_NO_VIDEO_STREAM, VIDEO_TOO_LONG, VIDEO_TOO_MANY_FRAMES, VIDEO_TOO_MANY_PIXELS,
-        VIDEO_DECODED_TOO_LARGE or VIDEO_CORRUPT.
+        VIDEO_DECODED_TOO_LARGE, VIDEO_CODEC_UNSUPPORTED (a codec the decoder lacks),
+        VIDEO_FRAME_SIZE_CHANGES (frames of different sizes) or VIDEO_CORRUPT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
