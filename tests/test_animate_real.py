@@ -288,3 +288,21 @@ def test_an_arm_far_from_the_motions_start_pose_is_kept_still():
         )
     off = arms_off_the_motion(raised, m)
     assert set(off) == {"left"} and "degrees" in off["left"]
+
+
+def test_a_misread_frame_of_a_motion_video_is_bridged_not_followed():
+    from services.animate.extract import pose_outliers
+
+    m = LIB.get("arm-swing-dance")
+    kp = np.concatenate([m.frames[:40, :, :2], np.ones((40, 33, 1), np.float32)], -1).copy()
+    found = np.ones(40, bool)
+    # A smooth performance has no outliers.
+    assert not pose_outliers(kp, found).any()
+    # One frame whose body jumps by a torso's length (a limb of the drawing taken for
+    # another, a passer-by) is an outlier; so is one whose torso shrinks to half.
+    kp[17, :, 1] -= 0.3
+    kp[25, [23, 24], 1] = (kp[25, 11, 1] + kp[25, 23, 1]) / 2
+    assert np.nonzero(pose_outliers(kp, found))[0].tolist() == [17, 25]
+    # Frames already missing are neither judged nor counted.
+    found[17] = False
+    assert np.nonzero(pose_outliers(kp, found))[0].tolist() == [25]

@@ -66,6 +66,47 @@ def one_euro(x: np.ndarray, fps: float) -> np.ndarray:
     return out
 
 
+OUTLIER_WINDOW = 3  # frames on either side that a pose is judged against
+OUTLIER_JUMP = 0.5  # of the torso length: how far the torso may sit from its neighbours'
+OUTLIER_SIZE = 0.3  # relative change of the torso length against its neighbours'
+
+
+def pose_outliers(kp: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Frames whose pose disagrees with the poses around it: a torso more than half its
+    length away from the median of its neighbours' (``OUTLIER_WINDOW`` on either side), or
+    30 % longer or shorter than theirs. A Hampel-type filter (Hampel 1974): one misread
+    frame (a skeleton limb taken for another, a passer-by) makes the body jump for a
+    frame; treated as a gap, it is bridged from its neighbours instead.
+
+    Args:
+        kp: ``N x 33 x 3`` keypoints.
+        found: ``N`` bool, frames with a pose.
+
+    Returns:
+        ``N`` bool, the outliers (always a subset of ``found``).
+    """
+    n = len(kp)
+    out = np.zeros(n, bool)
+    idx = np.nonzero(found)[0]
+    if len(idx) < 2 * OUTLIER_WINDOW + 1:
+        return out
+    torso = kp[idx][:, [11, 12, 23, 24], :2].astype(np.float64)
+    centre = torso.mean(axis=1)
+    length = np.linalg.norm(
+        (torso[:, 0] + torso[:, 1]) / 2 - (torso[:, 2] + torso[:, 3]) / 2, axis=1
+    )
+    for k in range(len(idx)):
+        lo, hi = max(0, k - OUTLIER_WINDOW), min(len(idx), k + OUTLIER_WINDOW + 1)
+        nb = [j for j in range(lo, hi) if j != k]
+        c, ln = np.median(centre[nb], axis=0), float(np.median(length[nb]))
+        if ln <= 0:
+            continue
+        jump = float(np.linalg.norm(centre[k] - c)) / ln
+        if jump > OUTLIER_JUMP or abs(length[k] / ln - 1.0) > OUTLIER_SIZE:
+            out[idx[k]] = True
+    return out
+
+
 def fill_gaps(frames: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Frames without a pose get one interpolated linearly between the nearest frames with
     one (held at the ends)."""
@@ -375,6 +416,7 @@ class MotionExtractor:
                 "more than one person is in most of the video; send a video of one person",
                 field=field,
             )
+        found &= ~pose_outliers(kp, found)
         kp = fill_gaps(kp, found)
         kp[..., :2] = one_euro(kp[..., :2].astype(np.float64), vfps).astype(np.float32)
         # Resample to the template's rate.
