@@ -236,6 +236,85 @@ def encode_preview(frames: list[np.ndarray], fps: float, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+@dataclasses.dataclass
+class MotionFit:
+    """What a motion may move on one photo (:func:`fit_motion`).
+
+    Attributes:
+        still_arms: arms kept in the still's pose, one piece with the torso.
+        still_legs: the feet stay planted (the motion plays its upper-body variant).
+        arm_cut: the arms cut out of the still, where judging them needed the cut.
+        warnings: ``(reason, message)`` for what the clip will not do as asked.
+    """
+
+    still_arms: tuple[str, ...] = ()
+    still_legs: bool = False
+    arm_cut: dict[str, np.ndarray] | None = None
+    warnings: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def fit_motion(rgb: np.ndarray, pa: PersonAnalysis, motion: Motion) -> MotionFit:
+    """Decide which limbs ``motion`` may move on this photo (still and analysis in clip
+    pixels): only what the renderer can move cleanly; the rest keeps the still's pose.
+
+    Raises:
+        InvalidInputError: MOTION_NOT_SUPPORTED_BY_PHOTO for a motion of the arms alone
+            where neither moved arm can move.
+    """
+    h, w = rgb.shape[:2]
+    person = pa.mask > 0.5
+    fit = MotionFit()
+    contact = limb_contact(person, pa.landmarks, pa.framing)
+    resting = arms_to_keep_still(pa.landmarks, (h, w), contact)
+    moves = _arms_moved(motion)
+    free = [s for s in ("left", "right") if s not in resting]
+    if free:
+        # Only an arm that the cut tells apart from the body can move: else the hand
+        # would leave its sleeve behind on the torso.
+        fit.arm_cut = segment_arms(rgb, pa, person)
+        share = arm_cut_share(fit.arm_cut, pa.landmarks, person)
+        for s in free:
+            if share[s] < CUT_TRUSTED:
+                resting[s] = (
+                    "the photo does not tell the arm apart from the clothes beside it"
+                    f" (the cut holds {share[s]:.0%} of it)"
+                )
+    off = {s: r for s, r in arms_off_the_motion(pa.landmarks, motion).items()
+           if s in moves and s not in resting}  # fmt: skip
+    keep = {s: r for s, r in (resting | off).items() if s in moves}
+    if keep and len(keep) == len(moves) and motion.framing == "upper" and _only_arms(motion):
+        raise InvalidInputError(
+            "MOTION_NOT_SUPPORTED_BY_PHOTO",
+            f"motion {motion.name!r} moves only the arms, and on this photo "
+            + "; ".join(f"the {s} arm cannot move: {r}" for s, r in keep.items()),
+            field="template_name",
+        )
+    for side, reason in keep.items():
+        fit.warnings.append(
+            ("MOTION_ARM_KEPT_STILL", f"the person's {side} arm is kept still: {reason}")
+        )
+    # Every resting arm stays one piece with the torso, also where the motion barely
+    # moves it (a sway would otherwise slide the arm over the clothes).
+    fit.still_arms = tuple(sorted(set(resting) | set(off)))
+    if motion.framing == "full" and pa.framing == "full":
+        hip_y = float(pa.landmarks[[23, 24], 1].mean())
+        on_thigh = [s for s in resting if pa.landmarks[ARM_JOINTS[s][2], 1] > hip_y]
+        why = ""
+        if legs_touch(contact):
+            why = (f"the legs touch each other in the photo ({contact['legs']:.0%} of their"
+                   " length), so a step would tear them apart")  # fmt: skip
+        elif on_thigh:
+            why = (f"the {' and '.join(on_thigh)} hand rests beside the thigh, so a step"
+                   " would drag it along")  # fmt: skip
+        if why:
+            fit.still_legs = True
+            fit.warnings.append((
+                "MOTION_LEGS_KEPT_STILL",
+                f"{why}: the feet stay planted and the upper body performs {motion.name!r}",
+            ))  # fmt: skip
+    return fit
+
+
 class AnimatePipeline:
     """Still + motion -> clip, on a backend.
 
@@ -268,77 +347,14 @@ class AnimatePipeline:
         start = None
         if options.start_pose is not None:
             start = np.asarray(options.start_pose, np.float64)[:, :2] * [w, h]
-        warnings: list[tuple[str, str]] = []
-        still_arms: tuple[str, ...] = ()
-        still_legs = False
-        arm_cut = None
-        if options.fit_motion:
-            contact = limb_contact(pa.mask > 0.5, pa.landmarks, pa.framing)
-            resting = arms_to_keep_still(pa.landmarks, (h, w), contact)
-            moves = _arms_moved(motion)
-            free = [s for s in ("left", "right") if s not in resting]
-            if free:
-                # Only an arm that the cut tells apart from the body can move: else the
-                # hand would leave its sleeve behind on the torso.
-                arm_cut = segment_arms(rgb, pa, pa.mask > 0.5)
-                share = arm_cut_share(arm_cut, pa.landmarks, pa.mask > 0.5)
-                for s in free:
-                    if share[s] < CUT_TRUSTED:
-                        resting[s] = (
-                            "the photo does not tell the arm apart from the clothes beside it"
-                            f" (the cut holds {share[s]:.0%} of it)"
-                        )
-            off = {s: r for s, r in arms_off_the_motion(pa.landmarks, motion).items()
-                   if s in moves and s not in resting}  # fmt: skip
-            keep = {s: r for s, r in (resting | off).items() if s in moves}
-            if (
-                keep
-                and len(keep) == len(moves)
-                and motion.framing == "upper"
-                and _only_arms(motion)
-            ):
-                raise InvalidInputError(
-                    "MOTION_NOT_SUPPORTED_BY_PHOTO",
-                    f"motion {motion.name!r} moves only the arms, and on this photo "
-                    + "; ".join(f"the {s} arm cannot move: {r}" for s, r in keep.items()),
-                    field="template_name",
-                )
-            for side, reason in keep.items():
-                warnings.append(
-                    ("MOTION_ARM_KEPT_STILL", f"the person's {side} arm is kept still: {reason}")
-                )
-            # Every resting arm stays one piece with the torso, also where the motion
-            # barely moves it (a sway would otherwise slide the arm over the clothes).
-            still_arms = tuple(sorted(set(resting) | set(off)))
-            hip_y = float(pa.landmarks[[23, 24], 1].mean())
-            on_thigh = [s for s in resting if pa.landmarks[ARM_JOINTS[s][2], 1] > hip_y]
-            if (
-                motion.framing == "full"
-                and pa.framing == "full"
-                and on_thigh
-                and not (legs_touch(contact))
-            ):
-                still_legs = True
-                warnings.append((
-                    "MOTION_LEGS_KEPT_STILL",
-                    f"the {' and '.join(on_thigh)} hand rests beside the thigh, so a step would"
-                    " drag it along: the feet stay planted and the upper body performs"
-                    f" {motion.name!r}",
-                ))  # fmt: skip
-            if motion.framing == "full" and pa.framing == "full" and legs_touch(contact):
-                still_legs = True
-                warnings.append((
-                    "MOTION_LEGS_KEPT_STILL",
-                    f"the legs touch each other in the photo ({contact['legs']:.0%} of their"
-                    " length), so a step would tear them apart: the feet stay planted and the"
-                    f" upper body performs {motion.name!r}",
-                ))  # fmt: skip
+        fit = fit_motion(rgb, pa, motion) if options.fit_motion else MotionFit()
+        warnings = list(fit.warnings)
         targets = retarget(
             motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start,
-            still_arms=still_arms, still_legs=still_legs,
+            still_arms=fit.still_arms, still_legs=fit.still_legs,
             leg_turn_limit=LEG_TURN_LIMIT if options.fit_motion else None,
         )  # fmt: skip
-        targets.arm_cut = arm_cut
+        targets.arm_cut = fit.arm_cut
         if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
             warnings.append((
                 "MOTION_AMPLITUDE_LIMITED",

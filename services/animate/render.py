@@ -103,11 +103,11 @@ def part_masks(
     still_arms: tuple[str, ...] = (),
     still_legs: bool = False,
     analysis_arms: dict[str, np.ndarray] | None = None,
-    rgb_for_legs: np.ndarray | None = None,
+    rgb: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Bool masks of the parts: the arms (already cut out, see :mod:`layers`), legs
-    (capsules along the leg bones, full-body stills only), and the torso with the head
-    (the rest). Limbs that do not move on their own (``still_arms``, ``still_legs``) are
+    (full-body stills only: what lies below the hips, split by :func:`_split_legs` along
+    the edges of ``rgb``), and the torso with the head (the rest). Limbs that do not move on their own (``still_arms``, ``still_legs``) are
     no parts of their own: they stay one piece with the torso, so no seam can open
     between them and what they rest on."""
     h, w = person.shape
@@ -137,47 +137,55 @@ def part_masks(
         seat = np.zeros((h, w), np.uint8)
         cv2.fillConvexPoly(seat, np.round(np.array([lh, rh, crotch])).astype(np.int32), 1)
         below = person & rows & ~held & (seat == 0)
-        if rgb_for_legs is None:
-            rgb_for_legs = np.zeros((h, w, 3), np.uint8)
-        # Seeds: thin capsules along each leg's bones; where both claim a pixel, the
-        # nearer bone's. The rest (wide hems, a shoe's far side) is flooded from the seeds
-        # along the photo's edges (watershed, Meyer 1994), so a piece of one shoe never
-        # rides with the other leg however loosely the pose marks the feet.
-        seeds = {}
-        chains = {
-            "left": (P.L_HIP, P.L_KNEE, P.L_ANKLE, P.L_FOOT),
-            "right": (P.R_HIP, P.R_KNEE, P.R_ANKLE, P.R_FOOT),
-        }
-        for side, (hp, kn, an, ft) in chains.items():
-            m = np.zeros((h, w), np.uint8)
-            _capsule(m, lm[hp, :2], lm[kn, :2], 0.1 * sw)
-            _capsule(m, lm[kn, :2], lm[an, :2], 0.06 * sw)
-            _capsule(m, lm[an, :2], lm[ft, :2], 0.03 * sw)
-            seeds[side] = (m > 0) & below
-        both = seeds["left"] & seeds["right"]
-        if both.any():
-            ys, xs = np.nonzero(both)
-            pts = np.stack([xs, ys], 1).astype(np.float64)
-            d = {}
-            for side, chain in chains.items():
-                p_ = lm[list(chain), :2].astype(np.float64)
-                d[side] = np.min([_seg_dist(pts, p_[i], p_[i + 1]) for i in range(3)], axis=0)
-            seeds["left"][ys[d["left"] > d["right"]], xs[d["left"] > d["right"]]] = False
-            seeds["right"][ys[d["left"] <= d["right"]], xs[d["left"] <= d["right"]]] = False
-        markers = np.zeros((h, w), np.int32)
-        markers[~below] = 3
-        markers[seeds["left"]] = 1
-        markers[seeds["right"]] = 2
-        if seeds["left"].any() and seeds["right"].any():
-            cv2.watershed(rgb_for_legs, markers)
-        label = np.where(markers == 1, 0, np.where(markers == 2, 1, -1)).astype(np.int32)
-        label[~below] = -1
-        label = _nearest_label(label, below) if (label >= 0).any() else label
-        parts["leg_left"] = (label == 0) & below
-        parts["leg_right"] = (label == 1) & below
+        parts["leg_left"], parts["leg_right"] = _split_legs(lm, below, rgb, sw)
         taken |= parts["leg_left"] | parts["leg_right"]
     parts["torso"] = person & ~taken
     return parts
+
+
+def _split_legs(
+    lm: np.ndarray, below: np.ndarray, rgb: np.ndarray | None, sw: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``below`` (the person below the hips) split into the left and the right leg.
+
+    Seeds are thin capsules along each leg's bones; where both claim a pixel, the nearer
+    bone's. The rest (wide hems, a shoe's far side) is flooded from the seeds along the
+    photo's edges (watershed, Meyer 1994), so a piece of one shoe never rides with the
+    other leg however loosely the pose marks the feet. Without ``rgb`` the flood follows
+    distance alone.
+    """
+    h, w = below.shape
+    seeds = {}
+    chains = {
+        "left": (P.L_HIP, P.L_KNEE, P.L_ANKLE, P.L_FOOT),
+        "right": (P.R_HIP, P.R_KNEE, P.R_ANKLE, P.R_FOOT),
+    }
+    for side, (hp, kn, an, ft) in chains.items():
+        m = np.zeros((h, w), np.uint8)
+        _capsule(m, lm[hp, :2], lm[kn, :2], 0.1 * sw)
+        _capsule(m, lm[kn, :2], lm[an, :2], 0.06 * sw)
+        _capsule(m, lm[an, :2], lm[ft, :2], 0.03 * sw)
+        seeds[side] = (m > 0) & below
+    both = seeds["left"] & seeds["right"]
+    if both.any():
+        ys, xs = np.nonzero(both)
+        pts = np.stack([xs, ys], 1).astype(np.float64)
+        d = {}
+        for side, chain in chains.items():
+            p_ = lm[list(chain), :2].astype(np.float64)
+            d[side] = np.min([_seg_dist(pts, p_[i], p_[i + 1]) for i in range(3)], axis=0)
+        seeds["left"][ys[d["left"] > d["right"]], xs[d["left"] > d["right"]]] = False
+        seeds["right"][ys[d["left"] <= d["right"]], xs[d["left"] <= d["right"]]] = False
+    markers = np.zeros((h, w), np.int32)
+    markers[~below] = 3
+    markers[seeds["left"]] = 1
+    markers[seeds["right"]] = 2
+    if seeds["left"].any() and seeds["right"].any():
+        cv2.watershed(rgb if rgb is not None else np.zeros((h, w, 3), np.uint8), markers)
+    label = np.where(markers == 1, 0, np.where(markers == 2, 1, -1)).astype(np.int32)
+    label[~below] = -1
+    label = _nearest_label(label, below) if (label >= 0).any() else label
+    return (label == 0) & below, (label == 1) & below
 
 
 def bone_geometry(lm: np.ndarray, sw: float) -> dict[str, Bone]:
@@ -195,6 +203,12 @@ def bone_geometry(lm: np.ndarray, sw: float) -> dict[str, Bone]:
         "pelvis": Bone(
             "pelvis", (wl + wr) / 2, (p[23] + p[24]) / 2, polygon=np.array([wr, wl, down_l, down_r])
         ),  # fmt: skip
+        # The pelvis as a leg's own layer hangs from it: at the hips only. The torso's
+        # pelvis reaches down over the thighs (a photo cut above the knees moves them with
+        # the hips), which in a leg would bind the upper thigh to the hips and bend it.
+        "hips": Bone(
+            "hips", (wl + wr) / 2, (p[23] + p[24]) / 2, polygon=np.array([wr, wl, p[23], p[24]])
+        ),
         "head": Bone("head", nose, top),
         "upper_left": Bone("upper_left", p[11], p[13]),
         "fore_left": Bone("fore_left", p[13], p[19] * 0.5 + p[15] * 0.5),
@@ -211,8 +225,8 @@ LAYER_BONES = {
     "torso": ["chest", "pelvis", "head"],
     "arm_left": ["chest", "upper_left", "fore_left"],
     "arm_right": ["chest", "upper_right", "fore_right"],
-    "leg_left": ["pelvis", "thigh_left", "shin_left"],
-    "leg_right": ["pelvis", "thigh_right", "shin_right"],
+    "leg_left": ["hips", "thigh_left", "shin_left"],
+    "leg_right": ["hips", "thigh_right", "shin_right"],
 }
 # (bone, proximal joint, distal joint) of the rigid limb bones.
 LIMBS = {
@@ -241,6 +255,7 @@ def bone_transforms(
         "chest": affine_fit(rest[[11, 12, 23, 24]], target[[11, 12, 23, 24]]),
         "pelvis": affine_fit(_pelvis_frame(rest), _pelvis_frame(target)),
     }
+    out["hips"] = out["pelvis"]  # the same bone, bound over a shorter reach
     out["head"] = rigid(rest[0], target[0], head_turn)
     for name, (a, b) in LIMBS.items():
         v0, v1 = rest[b] - rest[a], target[b] - target[a]
@@ -324,18 +339,6 @@ class SkeletalRenderer:
             # mix in the fill even in the first frame.
             torso_rgb = _fill_from(rgb, self.behind, self.parts["torso"] & ~arm_px, soft=False)
         geo = bone_geometry(lm, sw)
-        # A leg's own layer hangs from the pelvis at the hips only: the torso's pelvis
-        # reaches down over the thighs (a photo cut above the knees moves them with the
-        # hips), which in a leg would bind the upper thigh to the hips and bend it there.
-        p_ = self.rest
-        wl, wr = p_[11] + 0.55 * (p_[23] - p_[11]), p_[12] + 0.55 * (p_[24] - p_[12])
-        geo_leg = dict(geo)
-        geo_leg["pelvis"] = Bone(
-            "pelvis",
-            (wl + wr) / 2,
-            (p_[23] + p_[24]) / 2,
-            polygon=np.array([wr, wl, p_[23], p_[24]]),
-        )
         spacing = float(np.clip(sw / 7.0, 8.0, 40.0))
         self.layers: list[Layer] = []
         for n in names:
@@ -370,8 +373,7 @@ class SkeletalRenderer:
                 extra = np.unique(np.stack([xs, ys], 1) // 3 * 3, axis=0).astype(np.float64)
                 v, tri = build_mesh(region, sp, extra=extra)
             bones = LAYER_BONES[n]
-            g = geo_leg if n.startswith("leg_") else geo
-            wts = skin_weights(v, [g[b] for b in bones], sigma=0.12 * sw)
+            wts = skin_weights(v, [geo[b] for b in bones], sigma=0.12 * sw)
             tex = (rgb_n.astype(np.float32) * a[..., None] + 0.5).astype(np.uint8)
             alpha8 = (a * 255.0 + 0.5).astype(np.uint8)
             self.layers.append(Layer(n, tex, alpha8, ArapMesh(v, tri, wts, (h, w)), bones))

@@ -20,6 +20,7 @@ import dataclasses
 
 import numpy as np
 
+from services.animate.layers import CONTACT_SHARE
 from services.animate.motions import Motion
 from services.common.errors import InvalidInputError
 
@@ -347,8 +348,6 @@ def arms_to_keep_still(
     Returns:
         ``{side: reason}``.
     """
-    from services.animate.layers import CONTACT_SHARE
-
     h, w = size
     sw = float(np.linalg.norm(lm[11, :2] - lm[12, :2]))
     out = {}
@@ -412,8 +411,6 @@ def arms_off_the_motion(lm: np.ndarray, motion: Motion) -> dict[str, str]:
 def legs_touch(contact: dict[str, float]) -> bool:
     """Whether the legs of a full-body still touch each other (together, crossed): a
     step would tear them apart, so a full-body motion keeps them planted."""
-    from services.animate.layers import CONTACT_SHARE
-
     return contact.get("legs", 0.0) >= CONTACT_SHARE
 
 

@@ -289,6 +289,20 @@ class ReferenceReader:
         log.debug("reference refused", extra={"uri": uri[:200], "why": why, "field": field})
         return InvalidInputError(REFUSED, MSG_REFUSED, field=field)
 
+    def _read_bounded(self, read, field: str, deadline) -> bytes:
+        """Chunks from ``read()`` until it returns none, within the deadline and at most
+        ``max_bytes`` in all (beyond: the too-large refusal)."""
+        chunks, size = [], 0
+        while True:
+            deadline.check()
+            chunk = read()
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_large(field)
+            chunks.append(chunk)
+
     def _too_large(self, field: str) -> InvalidInputError:
         return InvalidInputError(
             FAILED, f"the reference is larger than {self.max_bytes} bytes", field=field
@@ -334,17 +348,7 @@ class ReferenceReader:
             fd = _open_beneath(root or "/", os.path.relpath(real, root or "/"))
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError("not a regular file")
-            chunks, size = [], 0
-            while True:
-                deadline.check()
-                chunk = os.read(fd, _READ_CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise self._too_large(field)
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return self._read_bounded(lambda: os.read(fd, _READ_CHUNK), field, deadline)
         except OSError as exc:
             # One message whether the file is missing, unreadable or not a regular file.
             raise self._failed(field, uri, exc.strerror or str(exc), False, MSG_READ) from None
@@ -438,18 +442,9 @@ class ReferenceReader:
         length = resp.getheader("Content-Length")
         if length and length.strip().isdigit() and int(length) > self.max_bytes:
             raise self._too_large(field)
-        chunks, size = [], 0
-        while True:
-            deadline.check()
-            chunk = resp.read1(_READ_CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise self._too_large(field)
-            chunks.append(chunk)
+        body = self._read_bounded(lambda: resp.read1(_READ_CHUNK), field, deadline)
         deadline.check()  # a watchdog shutdown reads as end of body: not a whole body
-        return b"".join(chunks)
+        return body
 
 
 def _open_beneath(root: str, rel: str) -> int:
