@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 
 import av
@@ -264,22 +262,32 @@ def encode_mp4(
     Raises:
         ValueError: on odd or changing frame sizes, or no frames (programming errors).
     """
-    # +faststart rewrites the file in a second pass, which needs a real, seekable path.
-    # The file lives in RAM (/dev/shm) where there is one, is readable by us only, and is
-    # removed before returning: a clip of a shopper is personal data and never hits disk.
-    tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    fd, path = tempfile.mkstemp(suffix=".mp4", prefix="drape-", dir=tmpdir)
-    os.close(fd)
-    try:
-        _encode_to(path, frames, fps, crf, preset)
-        with open(path, "rb") as fh:
-            return fh.read()
-    finally:
-        os.unlink(path)
+    # Encoded in memory, never through a file: a clip of a shopper is personal data and is
+    # not written to disk (nor to /dev/shm, where a crash would leave it behind).
+    # +faststart moves the moov atom in front in a second pass that reopens the output by
+    # name to read it back; ``io_open`` answers that reopen with a copy of the buffer as it
+    # stands then (the whole file, moov last), which FFmpeg reads while it shifts ``buf``.
+    buf = io.BytesIO()
+
+    def reopen(url: str, flags: int, options: dict) -> io.BytesIO:
+        if flags != 1:  # AVIO_FLAG_READ: the faststart pass is the only reopen expected
+            raise OSError(f"unexpected reopen of the MP4 output (flags {flags})")
+        return io.BytesIO(buf.getvalue())
+
+    _encode_to(buf, reopen, frames, fps, crf, preset)
+    return buf.getvalue()
 
 
-def _encode_to(path: str, frames: Iterable[np.ndarray], fps: float, crf: int, preset: str) -> None:
-    with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+def _encode_to(
+    buf: io.BytesIO,
+    reopen: Callable[[str, int, dict], io.BytesIO],
+    frames: Iterable[np.ndarray],
+    fps: float,
+    crf: int,
+    preset: str,
+) -> None:
+    options = {"movflags": "+faststart"}
+    with av.open(buf, mode="w", format="mp4", options=options, io_open=reopen) as out:
         stream = None
         for frame in frames:
             if stream is None:
