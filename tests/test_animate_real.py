@@ -306,3 +306,67 @@ def test_a_misread_frame_of_a_motion_video_is_bridged_not_followed():
     # Frames already missing are neither judged nor counted.
     found[17] = False
     assert np.nonzero(pose_outliers(kp, found))[0].tolist() == [25]
+
+
+def test_plate_fill_carries_the_backgrounds_grain_but_not_its_edges():
+    from services.animate.render import fill_background
+
+    rng = np.random.default_rng(3)
+    h, w = 200, 240
+    # Gravel on the left two thirds, a smooth wall on the right; the hole (where the
+    # person stood) touches both and the edge between them.
+    rgb = np.full((h, w, 3), 200, np.uint8)
+    rgb[:, :160] = np.clip(110 + rng.normal(0, 18, (h, 160, 1)), 0, 255).astype(np.uint8)
+    hole = np.zeros((h, w), bool)
+    cv2.ellipse(hole.view(np.uint8), (150, 100), (40, 70), 0, 0, 360, 1, -1)
+    out = fill_background(rgb, hole).astype(np.float32)
+    grain = out - cv2.GaussianBlur(out, (0, 0), 2.0)
+    inside_gravel = hole.copy()
+    inside_gravel[:, 140:] = False
+    inside_gravel = cv2.erode(inside_gravel.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    outside_gravel = ~cv2.dilate(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    outside_gravel[:, 150:] = False
+    # The fill has the gravel's grain (a plain smooth fill has next to none) ...
+    assert grain[inside_gravel].std() > 0.4 * grain[outside_gravel].std()
+    # ... and the wall stays a wall: no jagged copy of the gravel's edge inside it.
+    inside_wall = hole.copy()
+    inside_wall[:, :172] = False
+    assert np.abs(out[inside_wall] - 200).max() < 25
+    far = ~cv2.dilate(hole.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    assert (out[far] == rgb[far]).all()  # beyond the hole's soft edge nothing changes
+
+
+def test_plate_hole_grows_over_the_persons_soft_outline():
+    from services.animate.render import person_halo
+
+    h, w = 160, 160
+    rgb = np.full((h, w, 3), (90, 140, 90), np.uint8)  # a green backdrop
+    cv2.circle(rgb, (80, 80), 44, (200, 60, 60), -1)  # a red sleeve, soft at its edge
+    rgb = cv2.GaussianBlur(rgb, (0, 0), 1.5)
+    alpha = np.zeros((h, w), np.float32)
+    cv2.circle(alpha, (80, 80), 40, 1.0, -1)  # the mask misses the outer 4 px
+    hole = alpha > 0.5
+    halo = person_halo(rgb, hole, alpha)
+    ring = np.zeros((h, w), np.uint8)
+    cv2.circle(ring, (80, 80), 43, 1, -1)
+    ring = (ring > 0) & ~hole
+    assert halo[ring].mean() > 0.5  # the red left outside the mask is found
+    plain = np.full((h, w, 3), (90, 140, 90), np.uint8)
+    assert not person_halo(plain, hole, alpha).any()  # a clean backdrop has no halo
+
+
+@pytest.mark.parametrize("gap_top", [None, 265])
+def test_seat_reaches_down_to_where_the_legs_part(gap_top):
+    from services.animate.render import _crotch
+
+    lm = np.zeros((33, 4), np.float32)
+    lm[:, 3] = 1
+    lm[23, :2], lm[24, :2] = (220, 220), (180, 220)  # hips 40 px apart
+    lm[25, :2], lm[26, :2] = (225, 360), (175, 360)  # knees
+    person = np.zeros((480, 400), bool)
+    person[100:470, 150:250] = True
+    if gap_top is not None:
+        person[gap_top:, 197:203] = False  # the legs part 45 px below the hips
+    c = _crotch(lm, person)
+    want = 220 + (0.7 * 40 if gap_top is None else gap_top - 220)
+    assert abs(c[1] - want) <= 2 and abs(c[0] - 200) <= 2

@@ -123,6 +123,10 @@ def test_back_and_side_views_are_refused():
     P.check_pose(_landmarks(300, 100), size, face_found=True)  # front view passes
     with pytest.raises(InvalidInputError, match="from the back"):
         P.check_pose(_landmarks(100, 300, nose_vis=0.1), size, face_found=False)
+    # A rear view whose head looks back over a shoulder shows a face, but its shoulders
+    # and hips are both mirrored: still the back.
+    with pytest.raises(InvalidInputError, match="from the back"):
+        P.check_pose(_landmarks(100, 300), size, face_found=True)
     with pytest.raises(InvalidInputError, match="from the side"):
         lm = _landmarks(230, 170)
         lm[P.L_HIP, :2], lm[P.R_HIP, :2] = (220, 450), (180, 450)

@@ -68,9 +68,72 @@ def fill_background(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
         filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
         # Soften the quarter-resolution blockiness inside the hole.
         filled = cv2.GaussianBlur(filled, (0, 0), k * 0.8)
+    filled = filled.astype(np.float32) + _mirrored_grain(rgb, hole)
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)[..., None]
     soft = np.maximum(soft, mask[..., None].astype(np.float32))
-    return (rgb * (1 - soft) + filled * soft + 0.5).astype(np.uint8)
+    return np.clip(rgb * (1 - soft) + filled * soft + 0.5, 0, 255).astype(np.uint8)
+
+
+def person_halo(still: np.ndarray, hole: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Pixels within 3 px outside ``hole`` that look like the person's edge rather than
+    the background around them: nearer in colour to the person just inside its outline
+    than to the background 6 to 12 px beyond the hole (both averaged locally), and over
+    30 levels from that background. Left in a plate they are a ghost outline."""
+    img = still.astype(np.float32)
+    k3 = np.ones((3, 3), np.uint8)
+    hole8 = hole.astype(np.uint8)
+    ring = (cv2.dilate(hole8, k3, iterations=3) > 0) & ~hole
+    outer = (cv2.dilate(hole8, k3, iterations=12) > 0) & ~(cv2.dilate(hole8, k3, iterations=6) > 0)
+    inner = (alpha > 0.9) & ~(cv2.erode((alpha > 0.9).astype(np.uint8), k3, iterations=6) > 0)
+
+    def local(mask):
+        m = mask.astype(np.float32)
+        s = cv2.GaussianBlur(m, (0, 0), 10)
+        v = cv2.GaussianBlur(img * m[..., None], (0, 0), 10)
+        return v / np.maximum(s, 1e-4)[..., None], s > 1e-3
+
+    bg, bg_ok = local(outer)
+    fg, fg_ok = local(inner)
+    d_bg = np.linalg.norm(img - bg, axis=2)
+    d_fg = np.linalg.norm(img - fg, axis=2)
+    return ring & bg_ok & fg_ok & (d_bg > 30) & (d_fg < 0.6 * d_bg)
+
+
+def _mirrored_grain(rgb: np.ndarray, hole: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """The photo's fine grain (the still less its blur at ``sigma``) carried into ``hole``
+    by mirroring every hole pixel across the hole's edge: from the nearest pixel outside,
+    as far again outwards. Added onto the smooth fill, grass, gravel or a patterned wall
+    go on in grain where the person stood instead of ending at a smooth patch that shows
+    as an outline when the person moves (structure plus texture, after Bertalmio et al.
+    2003, "Simultaneous structure and texture image inpainting"). Zero outside the hole."""
+    h, w = hole.shape
+    out = np.zeros((h, w, 3), np.float32)
+    inside = hole.astype(np.uint8)
+    if not inside.any() or inside.all():
+        return out
+    img = rgb.astype(np.float32)
+    grain = img - cv2.GaussianBlur(img, (0, 0), sigma)
+    # Grain, not edges: a pixel whose grain stands out of its neighbourhood's (over twice
+    # the median in 31 x 31 pixels) is an edge (a door frame, a kerb) that mirrored would
+    # draw a jagged line through the fill; it carries none.
+    mag = np.abs(grain).max(axis=2)
+    typical = cv2.medianBlur(np.clip(mag, 0, 255).astype(np.uint8), 31).astype(np.float32)
+    grain[mag > 2 * typical + 1] = 0
+    _, labels = cv2.distanceTransformWithLabels(
+        inside, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    oy, ox = np.nonzero(inside == 0)  # label k is the k-th pixel outside, in raster order
+    hy, hx = np.nonzero(inside)
+    k = labels[hy, hx] - 1
+    ny, nx = oy[k], ox[k]
+    my = np.clip(2 * ny - hy, 0, h - 1)
+    mx = np.clip(2 * nx - hx, 0, w - 1)
+    # A mirror image that lands in the hole again (a thin gap between two holes) takes
+    # the grain of the nearest pixel outside instead.
+    again = inside[my, mx] > 0
+    my[again], mx[again] = ny[again], nx[again]
+    out[hy, hx] = grain[my, mx]
+    return out
 
 
 def _fill_from(
@@ -133,7 +196,7 @@ def part_masks(
         # The seat between the hip joints, down to the crotch, stays with the pelvis: two
         # legs turning apart about their hips would open a wedge there.
         lh, rh = lm[P.L_HIP, :2].astype(np.float64), lm[P.R_HIP, :2].astype(np.float64)
-        crotch = (lh + rh) / 2 + np.array([0.0, 0.7 * float(np.linalg.norm(lh - rh))])
+        crotch = _crotch(lm, person)
         seat = np.zeros((h, w), np.uint8)
         cv2.fillConvexPoly(seat, np.round(np.array([lh, rh, crotch])).astype(np.int32), 1)
         below = person & rows & ~held & (seat == 0)
@@ -141,6 +204,33 @@ def part_masks(
         taken |= parts["leg_left"] | parts["leg_right"]
     parts["torso"] = person & ~taken
     return parts
+
+
+def _crotch(lm: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Where the gap between the legs begins: walking from the middle of the hips towards
+    the middle of the knees, the first point past which the photo shows background. The
+    seat reaches down to it, so legs turning apart open the gap that is there instead of
+    a slit above it. Legs that touch down to the knees (a skirt, trousers pressed together)
+    show no gap: 0.7 hip widths below the hips then, clamped to 0.3 to 1.5 hip widths."""
+    lh, rh = lm[P.L_HIP, :2].astype(np.float64), lm[P.R_HIP, :2].astype(np.float64)
+    mid = (lh + rh) / 2
+    hw = max(float(np.linalg.norm(lh - rh)), 1.0)
+    knees = (lm[P.L_KNEE, :2] + lm[P.R_KNEE, :2]).astype(np.float64) / 2
+    axis = knees - mid
+    length = float(np.linalg.norm(axis))
+    if length < 1.0 or axis[1] <= 0:
+        return mid + np.array([0.0, 0.7 * hw])
+    axis /= length
+    h, w = person.shape
+    run = 0
+    for t in np.arange(0.3 * hw, min(1.5 * hw, 0.9 * length), 1.0):
+        x, y = np.round(mid + t * axis).astype(int)
+        if not (0 <= x < w and 0 <= y < h):
+            break
+        run = run + 1 if not person[y, x] else 0
+        if run >= 3:  # three background pixels in a row: the gap, not a stray hole
+            return mid + (t - 2) * axis
+    return mid + np.array([0.0, 0.7 * hw])
 
 
 def _split_legs(
@@ -323,7 +413,9 @@ class SkeletalRenderer:
         self.parts = {n: near == i for i, n in enumerate(names)}
         free = tuple(s for s in ("left", "right") if s not in self.still_arms)
         feet = analysis.framing == "full" and not self.still_legs
-        self.background = fill_background(rgb, self.plate_hole(alpha, analysis, sw, free, feet))
+        self.background = fill_background(
+            rgb, self.plate_hole(alpha, analysis, sw, free, feet, rgb)
+        )
         # Behind the arms the torso continues out to the body's edge: those pixels of the
         # torso layer are filled from the torso, so a moving arm uncovers cloth there and
         # background (the plate) beyond it.
@@ -401,11 +493,15 @@ class SkeletalRenderer:
         sw: float,
         free_hands: tuple[str, ...] = ("left", "right"),
         free_feet: bool = False,
+        rgb: np.ndarray | None = None,
     ) -> np.ndarray:
         """What the background plate must repaint: the person grown past the segmentation's
         soft edge (hair wisps and motion-blurred hands reach beyond it and would stay in
         the plate as a ghost outline once the person moves away), the hands more, and the
-        hands of arms that move (``free_hands``) as far as spread fingers reach."""
+        hands of arms that move (``free_hands``) as far as spread fingers reach. Given the
+        photo (``rgb``), the hole then grows twice over its border where that still looks
+        like the person rather than the background (:func:`person_halo`): a shoe's soft
+        shadow or a blurred sleeve the mask and the fixed margins missed."""
         r = int(max(4, round(0.035 * sw)))
         hole = cv2.dilate((alpha > 0.02).astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))  # fmt: skip
@@ -430,7 +526,14 @@ class SkeletalRenderer:
             rh = int(max(6, round(0.08 * sw)))
             hole |= cv2.dilate(hands, cv2.getStructuringElement(
                 cv2.MORPH_ELLIPSE, (2 * rh + 1, 2 * rh + 1)))  # fmt: skip
-        return hole > 0
+        hole = hole > 0
+        if rgb is not None:
+            for _ in range(2):
+                halo = person_halo(rgb, hole, alpha)
+                if not halo.any():
+                    break
+                hole |= cv2.dilate(halo.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        return hole
 
     # ------------------------------------------------------------------ per frame
 

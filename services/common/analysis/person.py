@@ -346,8 +346,13 @@ def check_pose(lm: np.ndarray, size: tuple[int, int], face_found: bool, field: s
         raise InvalidInputError(
             "POSE_UNSUPPORTED", "the person must stand or sit upright in the photo", field=field
         )
-    # Facing away: the person's left shoulder is on the image's left, and no face is seen.
-    if ls[0] < rs[0] and (not face_found or lm[NOSE, 3] < VISIBLE):
+    # Facing away: the person's left shoulder is on the image's left, and no face is seen;
+    # or the shoulders and the hips are both clearly mirrored (by over a fifth of the torso
+    # length): the back is turned, even where the head looks back over a shoulder and
+    # shows a face.
+    torso_len = float(np.linalg.norm(axis))
+    mirrored = rs[0] - ls[0] > 0.2 * torso_len and lm[R_HIP, 0] > lm[L_HIP, 0]
+    if mirrored or (ls[0] < rs[0] and (not face_found or lm[NOSE, 3] < VISIBLE)):
         raise InvalidInputError(
             "POSE_UNSUPPORTED",
             "the person is seen from the back; a front view is needed",
