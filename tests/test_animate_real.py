@@ -370,3 +370,45 @@ def test_seat_reaches_down_to_where_the_legs_part(gap_top):
     c = _crotch(lm, person)
     want = 220 + (0.7 * 40 if gap_top is None else gap_top - 220)
     assert abs(c[1] - want) <= 2 and abs(c[0] - 200) <= 2
+
+
+def _head_rolled(motion, degrees: np.ndarray):
+    """``motion`` with its face (nose, eyes, ears, mouth) rolled about the nose by
+    ``degrees`` per frame."""
+    f = motion.frames.copy()
+    px = f[..., :2] * [motion.width, motion.height]
+    for i, deg in enumerate(degrees):
+        a = np.radians(deg)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        px[i, 1:11] = (px[i, 1:11] - px[i, 0]) @ rot.T + px[i, 0]
+    f[..., :2] = px / [motion.width, motion.height]
+    return dataclasses.replace(motion, frames=f.astype(np.float32), name="rolled")
+
+
+def test_head_tilt_is_limited_and_swapped_ears_are_no_roll():
+    from services.animate.pipeline import HEAD_TILT_LIMIT
+    from services.animate.retarget import retarget
+
+    base = LIB.get("idle-sway-upper")
+    n = len(base.frames)
+    rest = base.pixels()[0].astype(np.float64)
+    # A 40 degree tilt is played at the limit, and the motion says how far it wanted to go.
+    tilt = _head_rolled(base, np.linspace(0, 40, n))
+    t = retarget(tilt, rest, "half", base.fps, n, head_tilt_limit=HEAD_TILT_LIMIT)
+    assert t.head_tilt_wanted > 35
+    assert np.degrees(np.abs(t.params.head).max()) <= HEAD_TILT_LIMIT + 3
+    # Ears that swap sides (a performer turning round) are no 180 degree roll.
+    flip = _head_rolled(base, np.where(np.arange(n) < n // 2, 0.0, 180.0))
+    t = retarget(flip, rest, "half", base.fps, n)
+    assert np.degrees(np.abs(t.params.head).max()) < 10
+
+
+def test_a_motion_tilting_the_head_too_far_is_played_smaller_with_a_warning(astronaut):
+    rgb, analysis = astronaut
+    pipe = AnimatePipeline(None)
+    base = LIB.get("idle-sway-upper")
+    tilt = _head_rolled(base, np.where(np.arange(len(base.frames)) > 0, 40.0, 0.0))
+    *_, warnings = pipe.prepare(rgb, analysis, tilt, ClipOptions(fps=8, height=256), 8, 8)
+    assert any(r == "MOTION_AMPLITUDE_LIMITED" and "head" in m for r, m in warnings)
+    *_, warnings = pipe.prepare(rgb, analysis, base, ClipOptions(fps=8, height=256), 8, 8)
+    assert not any(r == "MOTION_AMPLITUDE_LIMITED" for r, _m in warnings)

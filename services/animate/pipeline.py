@@ -41,6 +41,9 @@ from services.common.video import encode_mp4
 # thigh's blend with the pelvis and the knee's with the shin bend the trousers like rubber
 # and the crotch opens (seen on real full-body photos stepping out).
 LEG_TURN_LIMIT = 12.0
+# Largest tilt of the head (and swing of the neck) against the chest, degrees: further, the
+# head cut out of a photo opens a wedge at the neck.
+HEAD_TILT_LIMIT = 15.0
 PREVIEW_MAX_FPS = 8.0  # a preview is a glance: fewer frames keep it small and quick
 Progress = Callable[[int, int, str], None]
 
@@ -353,8 +356,16 @@ class AnimatePipeline:
             motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start,
             still_arms=fit.still_arms, still_legs=fit.still_legs,
             leg_turn_limit=LEG_TURN_LIMIT if options.fit_motion else None,
+            head_tilt_limit=HEAD_TILT_LIMIT if options.fit_motion else None,
         )  # fmt: skip
         targets.arm_cut = fit.arm_cut
+        if options.fit_motion and targets.head_tilt_wanted > HEAD_TILT_LIMIT:
+            warnings.append((
+                "MOTION_AMPLITUDE_LIMITED",
+                f"{motion.name!r} tilts the head up to {targets.head_tilt_wanted:.0f} degrees;"
+                f" a head cut out of a photo turns cleanly to {HEAD_TILT_LIMIT:.0f}, so it is"
+                " played smaller",
+            ))  # fmt: skip
         if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
             warnings.append((
                 "MOTION_AMPLITUDE_LIMITED",

@@ -164,6 +164,8 @@ class Targets:
             them (:func:`services.animate.layers.segment_arms`), so the renderer reuses it.
         leg_turn_wanted: the largest leg turn (degrees) the motion asked for, before any
             ``leg_turn_limit`` clamped it.
+        head_tilt_wanted: the largest tilt of the head or swing of the neck against the
+            chest (degrees) the motion asked for, before any ``head_tilt_limit``.
     """
 
     points: np.ndarray
@@ -174,6 +176,7 @@ class Targets:
     still_legs: bool = True
     arm_cut: dict[str, np.ndarray] | None = None
     leg_turn_wanted: float = 0.0
+    head_tilt_wanted: float = 0.0
 
 
 def sample_times(motion: Motion, fps: float, frames: int) -> np.ndarray:
@@ -206,6 +209,7 @@ def retarget(
     still_arms: tuple[str, ...] = (),
     still_legs: bool = False,
     leg_turn_limit: float | None = None,
+    head_tilt_limit: float | None = None,
 ) -> Targets:
     """Map ``motion`` onto the skeleton ``rest`` (the still's landmarks in clip pixels).
 
@@ -225,6 +229,9 @@ def retarget(
         leg_turn_limit: largest turn (degrees) of a thigh, shin or foot away from the
             still's pose; larger turns are clamped (the cut-out legs bend cleanly only
             so far). ``Targets.clamped`` says how far the motion wanted to go.
+        head_tilt_limit: largest tilt (degrees) of the head, and swing of the neck, against
+            the chest; larger ones are clamped (a head cut out of a photo turns on its neck
+            cleanly only so far). ``Targets.head_tilt_wanted`` says how far the motion went.
 
     Raises:
         InvalidInputError: MOTION_FRAMING_MISMATCH for a full-body motion on a half-body
@@ -265,6 +272,16 @@ def retarget(
         for bi, (par, _ch, _kind) in enumerate(BONES):
             if par in ARM_JOINTS[side]:
                 turn[:, bi] = turn[:, spine]
+    # An ear line has no direction: a performer turning round swaps the ears, which is no
+    # roll of the head (a model's turn on the catwalk read as a 180 degree roll).
+    head = (head + np.pi / 2) % np.pi - np.pi / 2
+    neck = next(bi for bi, b in enumerate(BONES) if b[:2] == (SHO, 0))
+    tilt = np.stack([_wrap(head - turn[:, spine]), _wrap(turn[:, neck] - turn[:, spine])], 1)
+    tilt_wanted = float(np.degrees(np.abs(tilt).max())) if len(tilt) else 0.0
+    if head_tilt_limit is not None:
+        lim = np.radians(head_tilt_limit)
+        head = turn[:, spine] + np.clip(tilt[:, 0], -lim, lim)
+        turn[:, neck] = turn[:, spine] + np.clip(tilt[:, 1], -lim, lim)
     clamped = 0.0
     if leg_turn_limit is not None and not upper:
         lim = np.radians(leg_turn_limit)
@@ -297,7 +314,7 @@ def retarget(
     behind = _behind(t, ref)
     return Targets(
         points=pts, params=params, behind=behind, moved=moved, still_arms=tuple(still_arms),
-        still_legs=upper, leg_turn_wanted=clamped,
+        still_legs=upper, leg_turn_wanted=clamped, head_tilt_wanted=tilt_wanted,
     )  # fmt: skip
 
 
