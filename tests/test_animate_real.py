@@ -412,3 +412,24 @@ def test_a_motion_tilting_the_head_too_far_is_played_smaller_with_a_warning(astr
     assert any(r == "MOTION_AMPLITUDE_LIMITED" and "head" in m for r, m in warnings)
     *_, warnings = pipe.prepare(rgb, analysis, base, ClipOptions(fps=8, height=256), 8, 8)
     assert not any(r == "MOTION_AMPLITUDE_LIMITED" for r, _m in warnings)
+
+
+def test_fingers_past_the_knuckles_go_with_the_arm():
+    img, an = figure(256, 384)
+    lm = an.landmarks
+    sw = float(np.linalg.norm(lm[11, :2] - lm[12, :2]))
+    # Fingers a palm's length past the knuckles the pose marks, which the analysis' hand
+    # mask does not hold (thin, spread fingers escape it on real photos).
+    knuckles = (lm[19, :2] + lm[17, :2]) / 2
+    tips = knuckles + 0.9 * (knuckles - lm[15, :2])
+    fingers = np.zeros(an.mask.shape, np.uint8)
+    cv2.line(fingers, tuple(np.round(knuckles).astype(int)), tuple(np.round(tips).astype(int)),
+             1, max(3, int(0.1 * sw)))  # fmt: skip
+    fingers = (fingers > 0) & (an.mask < 0.5) & ~an.hands["left"]
+    assert fingers.sum() > 20
+    img = img.copy()
+    wx, wy = np.round(lm[15, :2]).astype(int)
+    img[fingers] = img[wy, wx]  # the hand's own colour
+    an = dataclasses.replace(an, mask=np.maximum(an.mask, fingers.astype(np.float32)))
+    arms = segment_arms(img, an, an.mask > 0.5)
+    assert (arms["left"] & fingers).sum() > 0.8 * fingers.sum()

@@ -79,17 +79,30 @@ def _legs_core(lm: np.ndarray, shape) -> np.ndarray:
 
 
 def _arm_capsule(
-    lm: np.ndarray, shape, side: str, radius: float, start: float = 0.0, hand: bool = True
+    lm: np.ndarray,
+    shape,
+    side: str,
+    radius: float,
+    start: float = 0.0,
+    hand: bool = True,
+    fingertips: bool = False,
 ):
     """Capsules along one arm: upper arm ``radius``, forearm and hand 0.7 of it (forearm
-    breadth is ~0.7 of upper-arm breadth with the sleeve's slack)."""
+    breadth is ~0.7 of upper-arm breadth with the sleeve's slack). The hand's capsule
+    ends at the middle of the hand, or with ``fingertips`` a palm's length past the
+    knuckles the pose marks (fingers are about as long as the palm)."""
     s, e, wr = ARM_SIDES[side]
     m = np.zeros(shape, np.uint8)
     a = lm[s, :2] + (lm[e, :2] - lm[s, :2]) * start
     _capsule(m, a, lm[e, :2], radius)
     _capsule(m, lm[e, :2], lm[wr, :2], radius * 0.7)
     if hand:
-        _capsule(m, lm[wr, :2], _hand_centre(lm, side), radius * 0.7)
+        end = _hand_centre(lm, side)
+        if fingertips:
+            idx, pky = (P.L_INDEX, P.L_PINKY) if side == "left" else (P.R_INDEX, P.R_PINKY)
+            knuckles = (lm[idx, :2] + lm[pky, :2]) / 2
+            end = knuckles + (knuckles - lm[wr, :2])
+        _capsule(m, lm[wr, :2], end, radius * 0.7)
     return m > 0
 
 
@@ -117,7 +130,9 @@ def segment_arms(
     lm = analysis.landmarks
     h, w = person.shape
     sw = shoulder_width(lm)
-    reach = {s: _arm_capsule(lm, (h, w), s, ARM_REACH * sw) & person for s in ARM_SIDES}
+    reach = {
+        s: _arm_capsule(lm, (h, w), s, ARM_REACH * sw, fingertips=True) & person for s in ARM_SIDES
+    }
     # Cores start a fifth of the way down the upper arm: the shoulder joint overlaps the
     # torso and is the one place where arm and torso pixels are not told apart by a cut.
     # The hand is certain only where the analysis found it as skin (a hand's place is a
