@@ -57,6 +57,7 @@ const state = {
   motions: [],
   tryonBusy: false,
   clipBusy: false,
+  maxUpload: 0,        // the gateway's body limit when it says (0: unknown)
 };
 
 const CATEGORY_WORDS = {
@@ -331,7 +332,24 @@ function setPhoto(file) {
   updateButtons();
 }
 
-el.photo.addEventListener("change", () => setPhoto(el.photo.files[0]));
+function acceptPhoto(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    setPhoto(null);
+    say(el.tryonStatus, "error", REASONS.IMAGE_UNRECOGNIZED);
+    return;
+  }
+  // The form adds a little around the photo; refuse what cannot fit before uploading it.
+  if (state.maxUpload && file.size > state.maxUpload - 64 * 1024) {
+    setPhoto(null);
+    const mb = Math.max(1, Math.floor(state.maxUpload / (1024 * 1024)));
+    say(el.tryonStatus, "error", `Your photo file is too big. Please use a photo under ${mb} MB.`);
+    return;
+  }
+  setPhoto(file);
+}
+
+el.photo.addEventListener("change", () => acceptPhoto(el.photo.files[0]));
 el.clear.addEventListener("click", () => {
   setPhoto(null);
   el.photo.focus();
@@ -352,13 +370,7 @@ el.drop.addEventListener("dragleave", (e) => {
 el.drop.addEventListener("drop", (e) => {
   e.preventDefault();
   el.drop.classList.remove("is-over");
-  const file = e.dataTransfer && e.dataTransfer.files[0];
-  if (!file) return;
-  if (file.type && !file.type.startsWith("image/")) {
-    say(el.tryonStatus, "error", REASONS.IMAGE_UNRECOGNIZED);
-    return;
-  }
-  setPhoto(file);
+  acceptPhoto(e.dataTransfer && e.dataTransfer.files[0]);
 });
 
 // --- try-on ---------------------------------------------------------------------------
@@ -690,6 +702,26 @@ el.token.addEventListener("change", () => {
   if (!state.motions.length) loadMotions();
 });
 
+// The gateway's page settings (optional): whether it asks for a token, the upload limit.
+async function loadConfig() {
+  try {
+    const res = await fetch("/demo/config.json");
+    if (!res.ok) return;
+    const cfg = await res.json();
+    if (cfg.auth) showTokenField();
+    if (Number.isFinite(cfg.max_upload_bytes)) state.maxUpload = cfg.max_upload_bytes;
+  } catch {
+    // Without it the page learns both from the API's answers (401, 413).
+  }
+}
+
 updateButtons();
-loadGarments();
-loadMotions();
+loadConfig().then(() => {
+  // With a token required and none entered yet, wait for it instead of collecting 401s.
+  if (!el.tokenRow.hidden && !el.token.value.trim()) {
+    el.packshotEmpty.textContent = "Enter the API token to see the garments.";
+    return;
+  }
+  loadGarments();
+  loadMotions();
+});
