@@ -433,3 +433,43 @@ def test_fingers_past_the_knuckles_go_with_the_arm():
     an = dataclasses.replace(an, mask=np.maximum(an.mask, fingers.astype(np.float32)))
     arms = segment_arms(img, an, an.mask > 0.5)
     assert (arms["left"] & fingers).sum() > 0.8 * fingers.sum()
+
+
+def test_travel_turn_and_hip_line_of_a_wild_motion_are_limited():
+    from services.animate.pipeline import TRAVEL_LIMIT, WIDTH_RANGE
+    from services.animate.retarget import _joint, retarget
+
+    base = LIB.get("idle-sway")
+    n = len(base.frames)
+    px = base.pixels().astype(np.float64)
+    torso = np.linalg.norm(_joint(px[0], -2) - _joint(px[0], -1))
+    wild = px.copy()
+    ramp = np.linspace(0, 1, n)[:, None]
+    wild[..., 0] += ramp * 0.6 * torso  # walks 0.6 torso lengths sideways
+    # ... while the hip line swings 60 degrees about the mid-hip and the shoulders narrow
+    # to a fifth (a model turning round).
+    mid = (wild[:, 23] + wild[:, 24]) / 2
+    for f in range(n):
+        a = np.radians(60) * ramp[f, 0]
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        for j in (23, 24):
+            wild[f, j] = mid[f] + rot @ (wild[f, j] - mid[f])
+        ms = (wild[f, 11] + wild[f, 12]) / 2
+        for j in (11, 12):
+            wild[f, j] = ms + (wild[f, j] - ms) * (1 - 0.8 * ramp[f, 0])
+    frames = base.frames.copy()
+    frames[..., :2] = (wild / [base.width, base.height]).astype(np.float32)
+    motion = dataclasses.replace(base, frames=frames, name="wild")
+    rest = px[0]
+    t = retarget(motion, rest, "full", base.fps, n, travel_limit=TRAVEL_LIMIT,
+                 width_range=WIDTH_RANGE, head_tilt_limit=15.0)  # fmt: skip
+    assert t.travel_wanted > 0.5 and t.width_wanted[0] < 0.3
+    hips = (t.points[:, 23] + t.points[:, 24]) / 2 - (rest[23] + rest[24]) / 2
+    assert np.linalg.norm(hips, axis=1).max() <= (TRAVEL_LIMIT + 0.02) * torso
+    hip_line = t.points[:, 23] - t.points[:, 24]
+    tilt = np.degrees(
+        np.arctan2(hip_line[:, 1], hip_line[:, 0]) - np.arctan2(*(rest[23] - rest[24])[::-1])
+    )
+    assert np.abs((tilt + 180) % 360 - 180).max() <= 15.0 + 4.0  # 15 against the spine
+    shoulders = np.linalg.norm(t.points[:, 11] - t.points[:, 12], axis=1)
+    assert shoulders.min() >= (WIDTH_RANGE[0] - 0.02) * np.linalg.norm(rest[11] - rest[12])

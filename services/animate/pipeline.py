@@ -44,6 +44,11 @@ LEG_TURN_LIMIT = 12.0
 # Largest tilt of the head (and swing of the neck) against the chest, degrees: further, the
 # head cut out of a photo opens a wedge at the neck.
 HEAD_TILT_LIMIT = 15.0
+# How far the hips may travel from the still's place, in torso lengths (further, a person
+# cut from a photo walks out of the frame and the plate behind shows), and how far a turn
+# may narrow or widen the shoulders and hips (a full turn squeezes the photo to a sliver).
+TRAVEL_LIMIT = 0.15
+WIDTH_RANGE = (0.75, 1.15)
 PREVIEW_MAX_FPS = 8.0  # a preview is a glance: fewer frames keep it small and quick
 Progress = Callable[[int, int, str], None]
 
@@ -357,6 +362,8 @@ class AnimatePipeline:
             still_arms=fit.still_arms, still_legs=fit.still_legs,
             leg_turn_limit=LEG_TURN_LIMIT if options.fit_motion else None,
             head_tilt_limit=HEAD_TILT_LIMIT if options.fit_motion else None,
+            travel_limit=TRAVEL_LIMIT if options.fit_motion else None,
+            width_range=WIDTH_RANGE if options.fit_motion else None,
         )  # fmt: skip
         targets.arm_cut = fit.arm_cut
         if options.fit_motion and targets.head_tilt_wanted > HEAD_TILT_LIMIT:
@@ -365,6 +372,21 @@ class AnimatePipeline:
                 f"{motion.name!r} tilts the head up to {targets.head_tilt_wanted:.0f} degrees;"
                 f" a head cut out of a photo turns cleanly to {HEAD_TILT_LIMIT:.0f}, so it is"
                 " played smaller",
+            ))  # fmt: skip
+        if options.fit_motion and targets.travel_wanted > TRAVEL_LIMIT:
+            warnings.append((
+                "MOTION_AMPLITUDE_LIMITED",
+                f"{motion.name!r} moves the hips {targets.travel_wanted:.2f} torso lengths;"
+                f" a person cut out of a photo stays within {TRAVEL_LIMIT:.2f}, so the path"
+                " is played smaller",
+            ))  # fmt: skip
+        lo, hi = targets.width_wanted
+        if options.fit_motion and (lo < WIDTH_RANGE[0] or hi > WIDTH_RANGE[1]):
+            warnings.append((
+                "MOTION_AMPLITUDE_LIMITED",
+                f"{motion.name!r} turns the body until its width is {lo:.2f} to {hi:.2f} of"
+                f" the photo's; a photo shows one side only, so the turn is played to"
+                f" {WIDTH_RANGE[0]:.2f} to {WIDTH_RANGE[1]:.2f}",
             ))  # fmt: skip
         if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
             warnings.append((

@@ -166,6 +166,10 @@ class Targets:
             ``leg_turn_limit`` clamped it.
         head_tilt_wanted: the largest tilt of the head or swing of the neck against the
             chest (degrees) the motion asked for, before any ``head_tilt_limit``.
+        travel_wanted: how far the motion moved the hips (torso lengths), before any
+            ``travel_limit``.
+        width_wanted: the smallest and largest width scale the motion asked for, before
+            any ``width_range``.
     """
 
     points: np.ndarray
@@ -177,6 +181,8 @@ class Targets:
     arm_cut: dict[str, np.ndarray] | None = None
     leg_turn_wanted: float = 0.0
     head_tilt_wanted: float = 0.0
+    travel_wanted: float = 0.0
+    width_wanted: tuple[float, float] = (1.0, 1.0)
 
 
 def sample_times(motion: Motion, fps: float, frames: int) -> np.ndarray:
@@ -210,6 +216,8 @@ def retarget(
     still_legs: bool = False,
     leg_turn_limit: float | None = None,
     head_tilt_limit: float | None = None,
+    travel_limit: float | None = None,
+    width_range: tuple[float, float] | None = None,
 ) -> Targets:
     """Map ``motion`` onto the skeleton ``rest`` (the still's landmarks in clip pixels).
 
@@ -232,6 +240,12 @@ def retarget(
         head_tilt_limit: largest tilt (degrees) of the head, and swing of the neck, against
             the chest; larger ones are clamped (a head cut out of a photo turns on its neck
             cleanly only so far). ``Targets.head_tilt_wanted`` says how far the motion went.
+        travel_limit: largest move of the hips from where the still has them, in torso
+            lengths; a motion that travels further is played with its path scaled down
+            (the person stays in the frame, and a dance's steps across a room stay steps).
+        width_range: smallest and largest scale of the shoulders' and hips' width; a turn
+            that would squeeze the photo's torso to a sliver (a model turning round) or
+            widen it is played only so far.
 
     Raises:
         InvalidInputError: MOTION_FRAMING_MISMATCH for a full-body motion on a half-body
@@ -256,6 +270,21 @@ def retarget(
     )
     root = tp.root * k
     turn, scale, head = tp.turn.copy(), tp.scale.copy(), tp.head.copy()
+    torso = float(np.linalg.norm(_joint(rest, SHO) - _joint(rest, HIP)))
+    travel = float(np.linalg.norm(root, axis=1).max()) / max(torso, 1e-6) if len(root) else 0.0
+    if travel_limit is not None and travel > travel_limit:
+        root *= travel_limit / travel
+    spine = next(bi for bi, b in enumerate(BONES) if b[:2] == (HIP, SHO))
+    width = [bi for bi, b in enumerate(BONES) if b[2] == "width"]
+    widths = (float(scale[:, width].min()), float(scale[:, width].max())) if len(scale) else (1, 1)
+    if width_range is not None:
+        scale[:, width] = np.clip(scale[:, width], *width_range)
+        # The shoulder and hip lines tilt against the spine no further than a head tilts
+        # (a misread hip line in a video turned the photo's pelvis on its side).
+        lim = np.radians(head_tilt_limit if head_tilt_limit is not None else 15.0)
+        for bi in width:
+            rel = _wrap(turn[:, bi] - turn[:, spine])
+            turn[:, bi] = turn[:, spine] + np.clip(rel, -lim, lim)
     moved = np.ones(33, bool)
     upper = motion.framing == "upper" or still_legs
     if upper:
@@ -266,7 +295,6 @@ def retarget(
                 turn[:, bi] = 0.0
                 scale[:, bi] = 1.0
         moved[25:] = False
-    spine = next(bi for bi, b in enumerate(BONES) if b[:2] == (HIP, SHO))
     for side in still_arms:
         # The arm keeps its angles to the chest: it turns only as the chest turns.
         for bi, (par, _ch, _kind) in enumerate(BONES):
@@ -293,7 +321,8 @@ def retarget(
     params = PoseParams(root, turn, scale, head)
     pts = pose_from_params(rest, params)
     if not upper:
-        pts, params = _ground(rest, ref, t, pts, params, k)
+        lift_limit = travel_limit * torso if travel_limit is not None else None
+        pts, params = _ground(rest, ref, t, pts, params, k, lift_limit)
     ease = max(1, int(round(EASE_SECONDS * fps)))
     if loop and frames > 2:
         # Cross-fade the last frames towards the first, so frame N (= frame 0 on repeat)
@@ -315,16 +344,20 @@ def retarget(
     return Targets(
         points=pts, params=params, behind=behind, moved=moved, still_arms=tuple(still_arms),
         still_legs=upper, leg_turn_wanted=clamped, head_tilt_wanted=tilt_wanted,
+        travel_wanted=travel, width_wanted=widths,
     )  # fmt: skip
 
 
-def _ground(rest, ref, t, pts, params: PoseParams, k: float):
+def _ground(rest, ref, t, pts, params: PoseParams, k: float, lift_limit: float | None = None):
     """Keep the feet on the still's ground: the lowest foot point is where the template
-    says it is relative to its own ground, scaled to the person."""
+    says it is relative to its own ground, scaled to the person (a jump lifts them, at
+    most ``lift_limit`` pixels)."""
     feet = [27, 28, 29, 30, 31, 32]
     ground_rest = rest[feet, 1].max()
     ground_tmpl = ref[feet, 1].max()
     lift = np.maximum(ground_tmpl - t[:, feet, 1].max(axis=1), 0.0) * k  # both feet off
+    if lift_limit is not None:
+        lift = np.minimum(lift, lift_limit)
     dy = (ground_rest - lift) - pts[:, feet, 1].max(axis=1)
     root = params.root.copy()
     root[:, 1] += dy
