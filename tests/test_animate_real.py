@@ -473,3 +473,18 @@ def test_travel_turn_and_hip_line_of_a_wild_motion_are_limited():
     assert np.abs((tilt + 180) % 360 - 180).max() <= 15.0 + 4.0  # 15 against the spine
     shoulders = np.linalg.norm(t.points[:, 11] - t.points[:, 12], axis=1)
     assert shoulders.min() >= (WIDTH_RANGE[0] - 0.02) * np.linalg.norm(rest[11] - rest[12])
+
+
+def test_a_cut_that_lost_the_sleeve_is_not_trusted_however_whole_the_forearm():
+    from services.animate.layers import CUT_TRUSTED, arm_cut_share
+
+    img, an = figure(256, 384)
+    person = an.mask > 0.5
+    arms = {s: (an.arms[s] | an.hands[s]) & person for s in ("left", "right")}
+    assert min(arm_cut_share(arms, an.landmarks, person).values()) >= CUT_TRUSTED
+    # The left sleeve (the upper arm's top two thirds) went to the torso.
+    lm = an.landmarks
+    lost = arms["left"].copy()
+    lost[: int(lm[11, 1] + 0.66 * (lm[13, 1] - lm[11, 1]))] = False
+    share = arm_cut_share({"left": lost, "right": arms["right"]}, lm, person)
+    assert share["left"] < CUT_TRUSTED <= share["right"]

@@ -419,13 +419,23 @@ CUT_TRUSTED = 0.6
 
 
 def arm_cut_share(arms: dict[str, np.ndarray], lm: np.ndarray, person: np.ndarray) -> dict:
-    """Per arm, the share of its bone core (a thin capsule from a fifth of the way down the
-    upper arm to the wrist, inside the person) that :func:`segment_arms` labelled arm."""
+    """Per arm, the share of its bone core (a thin capsule inside the person) that
+    :func:`segment_arms` labelled arm: the smaller of the upper arm's (from a fifth of the
+    way down) and the forearm's. Judged apart, so that a whole forearm cannot hide a
+    sleeve left on the torso (a T-shirt's sleeve in the shirt's colour)."""
     h, w = person.shape
-    sw = shoulder_width(lm)
+    r = max(2.0, ARM_CORE * shoulder_width(lm))
     out = {}
-    for side in ARM_SIDES:
-        core = _arm_capsule(lm, (h, w), side, max(2.0, ARM_CORE * sw), 0.2, hand=False) & person
-        n = int(core.sum())
-        out[side] = float((arms[side] & core).sum()) / n if n else 0.0
+    for side, (s, e, wr) in ARM_SIDES.items():
+        shares = []
+        for a, b in (
+            (lm[s, :2] + 0.2 * (lm[e, :2] - lm[s, :2]), lm[e, :2]),
+            (lm[e, :2], lm[wr, :2]),
+        ):
+            core = np.zeros((h, w), np.uint8)
+            _capsule(core, a, b, r)
+            core = (core > 0) & person
+            n = int(core.sum())
+            shares.append(float((arms[side] & core).sum()) / n if n else 0.0)
+        out[side] = min(shares)
     return out

@@ -285,7 +285,7 @@ def fit_motion(rgb: np.ndarray, pa: PersonAnalysis, motion: Motion) -> MotionFit
             if share[s] < CUT_TRUSTED:
                 resting[s] = (
                     "the photo does not tell the arm apart from the clothes beside it"
-                    f" (the cut holds {share[s]:.0%} of it)"
+                    f" (the cut holds {share[s]:.0%} of its sleeve or forearm)"
                 )
     off = {s: r for s, r in arms_off_the_motion(pa.landmarks, motion).items()
            if s in moves and s not in resting}  # fmt: skip
