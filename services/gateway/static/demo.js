@@ -496,7 +496,10 @@ function describeMotion() {
 el.motion.addEventListener("change", describeMotion);
 
 function setProgress(fraction, stage) {
-  const pct = Math.max(0, Math.min(100, Math.round((Number(fraction) || 0) * 100)));
+  // Never backwards within a clip: a backend whose stages each count from zero would
+  // otherwise make the bar jump back, which reads as a fault to a shopper.
+  const now = Math.max(0, Math.min(100, Math.round((Number(fraction) || 0) * 100)));
+  const pct = Math.max(now, el.progressRow.classList.contains("is-idle") ? 0 : el.progress.value);
   const words = STAGE_WORDS[stage] || (stage ? prettyName(stage) : "");
   el.progressRow.classList.remove("is-idle");
   el.progress.value = pct;
