@@ -473,7 +473,9 @@ class SkeletalRenderer:
 
     def _under_torso(self, leg: str, lm: np.ndarray, sw: float) -> np.ndarray:
         """The torso's pixels from the waist down (the hips and the seat) on ``leg``'s
-        side of the body's axis (float mask)."""
+        side of the body's axis and a tenth of a shoulder width past it (float mask): as
+        the legs part, each carries a little of the seat's other half, which fills the
+        notches that would open beside the seat's tip."""
         h, w = self.size
         torso = self.parts["torso"]
         hip_y = float(lm[[23, 24], 1].mean())
@@ -483,7 +485,9 @@ class SkeletalRenderer:
         # The person's left hip is at the larger x when they face the camera; follow the
         # landmarks, not an assumption about facing.
         left_is_right = lm[23, 0] > lm[24, 0]
-        side = (xs >= mid_x) if (leg == "leg_left") == left_is_right else (xs < mid_x)
+        over = 0.1 * sw
+        on_right = (leg == "leg_left") == left_is_right
+        side = (xs >= mid_x - over) if on_right else (xs < mid_x + over)
         return (torso & band & side).astype(np.float32)
 
     @staticmethod
