@@ -233,11 +233,32 @@ function sayProblem(region, err) {
   }
 }
 
+// Notes that come with a result, in shoppers' words; those only an operator can act on
+// are not shown. Others show the service's own message.
+const WARNINGS = {
+  MOST_PROMINENT_PERSON_CHOSEN:
+    "There is more than one person in your photo: we dressed the one who stands out most.",
+  MOTION_ARM_KEPT_STILL:
+    "One arm stays still in the clip: it isn't fully in view, or it rests against your body.",
+  MOTION_LEGS_KEPT_STILL: "Your legs stay still in the clip; the upper body moves.",
+  MOTION_AMPLITUDE_LIMITED: "The movement is a little gentler than usual, to suit your photo.",
+};
+const OPERATOR_WARNINGS = new Set([
+  "REFINER_SKIPPED",
+  "DIFFUSION_OPTIONS_IGNORED",
+  "CONTACT_SHADOW_IGNORED",
+]);
+
 function showWarnings(list, warnings) {
   list.replaceChildren();
+  const seen = new Set();
   for (const w of warnings || []) {
+    if (OPERATOR_WARNINGS.has(w.reason)) continue;
+    const text = WARNINGS[w.reason] || w.message || w.reason;
+    if (!text || seen.has(text)) continue;
+    seen.add(text);
     const li = document.createElement("li");
-    li.textContent = w.message || w.reason;
+    li.textContent = text;
     li.dataset.reason = w.reason || "";
     list.append(li);
   }
