@@ -77,7 +77,8 @@ class ClipOptions:
             from the motion's start) keep their pose with a warning (MOTION_ARM_KEPT_STILL);
             a motion of those arms alone is refused (MOTION_NOT_SUPPORTED_BY_PHOTO); legs
             that touch, or a hand resting beside a thigh, keep the feet planted
-            (MOTION_LEGS_KEPT_STILL); leg turns are clamped (MOTION_AMPLITUDE_LIMITED).
+            (MOTION_LEGS_KEPT_STILL); leg turns, head tilt, travel and turns are
+            clamped (one MOTION_AMPLITUDE_LIMITED naming each).
     """
 
     fps: float = 0.0
@@ -323,6 +324,35 @@ def fit_motion(rgb: np.ndarray, pa: PersonAnalysis, motion: Motion) -> MotionFit
     return fit
 
 
+def _played_smaller(targets) -> list[str]:
+    """What the motion asked beyond what a photo cut into layers plays cleanly, each with
+    its limit (:data:`HEAD_TILT_LIMIT`, :data:`TRAVEL_LIMIT`, :data:`WIDTH_RANGE`,
+    :data:`LEG_TURN_LIMIT`)."""
+    out = []
+    if targets.head_tilt_wanted > HEAD_TILT_LIMIT:
+        out.append(
+            f"it tilts the head up to {targets.head_tilt_wanted:.0f} degrees, played to"
+            f" {HEAD_TILT_LIMIT:.0f}"
+        )
+    if targets.travel_wanted > TRAVEL_LIMIT:
+        out.append(
+            f"it moves the hips {targets.travel_wanted:.2f} torso lengths, played within"
+            f" {TRAVEL_LIMIT:.2f}"
+        )
+    lo, hi = targets.width_wanted
+    if lo < WIDTH_RANGE[0] or hi > WIDTH_RANGE[1]:
+        out.append(
+            f"it turns the body to {lo:.2f}-{hi:.2f} of the photo's width (a photo shows"
+            f" one side only), played to {WIDTH_RANGE[0]:.2f}-{WIDTH_RANGE[1]:.2f}"
+        )
+    if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
+        out.append(
+            f"it turns a leg up to {targets.leg_turn_wanted:.0f} degrees, played to"
+            f" {LEG_TURN_LIMIT:.0f}"
+        )
+    return out
+
+
 class AnimatePipeline:
     """Still + motion -> clip, on a backend.
 
@@ -366,34 +396,13 @@ class AnimatePipeline:
             width_range=WIDTH_RANGE if options.fit_motion else None,
         )  # fmt: skip
         targets.arm_cut = fit.arm_cut
-        if options.fit_motion and targets.head_tilt_wanted > HEAD_TILT_LIMIT:
+        smaller = _played_smaller(targets) if options.fit_motion else []
+        if smaller:
+            # One warning, naming every limit that bit: what a photo cut into layers can
+            # play cleanly.
             warnings.append((
                 "MOTION_AMPLITUDE_LIMITED",
-                f"{motion.name!r} tilts the head up to {targets.head_tilt_wanted:.0f} degrees;"
-                f" a head cut out of a photo turns cleanly to {HEAD_TILT_LIMIT:.0f}, so it is"
-                " played smaller",
-            ))  # fmt: skip
-        if options.fit_motion and targets.travel_wanted > TRAVEL_LIMIT:
-            warnings.append((
-                "MOTION_AMPLITUDE_LIMITED",
-                f"{motion.name!r} moves the hips {targets.travel_wanted:.2f} torso lengths;"
-                f" a person cut out of a photo stays within {TRAVEL_LIMIT:.2f}, so the path"
-                " is played smaller",
-            ))  # fmt: skip
-        lo, hi = targets.width_wanted
-        if options.fit_motion and (lo < WIDTH_RANGE[0] or hi > WIDTH_RANGE[1]):
-            warnings.append((
-                "MOTION_AMPLITUDE_LIMITED",
-                f"{motion.name!r} turns the body until its width is {lo:.2f} to {hi:.2f} of"
-                f" the photo's; a photo shows one side only, so the turn is played to"
-                f" {WIDTH_RANGE[0]:.2f} to {WIDTH_RANGE[1]:.2f}",
-            ))  # fmt: skip
-        if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
-            warnings.append((
-                "MOTION_AMPLITUDE_LIMITED",
-                f"{motion.name!r} turns a leg up to {targets.leg_turn_wanted:.0f} degrees; the"
-                f" legs cut out of a photo bend cleanly to {LEG_TURN_LIMIT:.0f}, so the steps"
-                " are played smaller",
+                f"{motion.name!r} is played smaller on this photo: " + "; ".join(smaller),
             ))  # fmt: skip
         return rgb, pa, targets, warnings
 
