@@ -1,14 +1,15 @@
-"""Privacy by default: a shopper's photo and the results made from it (the still, the clip,
-its preview and poster) are not written to disk or logs anywhere in the path unless an
-operator turns retention on (``DRAPE_OPERATION_STORE``, see README "Privacy").
+"""Privacy by default: a shopper's photo and the results made from it (the still, the clip
+and its poster) are not written to disk or logs anywhere in the path unless an operator
+turns retention on (``DRAPE_OPERATION_STORE``, see README "Privacy").
 
-The test runs a whole session (register a garment, try it on the shopper's photo, refuse a
-truncated copy of the photo, make a clip of the still, fetch it again) against real servers
-with the default settings, every logger at DEBUG, stdout/stderr captured at the file
-descriptors and a fresh TMPDIR. The photo is made unique to the run (noise over all of it),
-so any 32-byte window of its JPEG or pixels, or of the results, found anywhere came from
-this run. It then looks for those windows, raw and as base64, hex, Python and protobuf
-text escapes, in:
+The test runs what a shopper does on the product page (upload a photo for a gallery
+garment, have a truncated copy refused, make a clip of the still, follow its progress,
+fetch the video and poster) through the gateway and the services, on real servers with
+the default settings, every logger at DEBUG, stdout/stderr captured at the file
+descriptors and a fresh TMPDIR. The photo is unique to the run (noise over all of it, and
+over 1 MiB, where Starlette would spool an upload to disk), so any 30-byte window of its
+JPEG or pixels, or of the results, found anywhere came from this run. The test then looks
+for such windows, raw and as base64, hex, Python and protobuf text escapes, in:
 
 - every log record (formatted as the services format them), stdout and stderr;
 - every file modified since the run began under TMPDIR, the working tree (not .git or
@@ -27,6 +28,7 @@ import base64
 import contextlib
 import dataclasses
 import io
+import json
 import logging
 import os
 import sys
@@ -34,28 +36,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
+import requests
 from google.protobuf import text_encoding
 from PIL import Image
 from skimage import data
 
-from drape.animate.v1 import animate_service_pb2 as apb
-from drape.animate.v1 import animate_service_pb2_grpc as apb_grpc
-from drape.common.v1 import common_pb2, operations_pb2
-from drape.tryon.v1 import tryon_service_pb2 as tpb
-from drape.tryon.v1 import tryon_service_pb2_grpc as tpb_grpc
+from drape.common.v1 import common_pb2
 from services.animate.server import AnimateApp
 from services.common.config import load_settings
 from services.common.logs import JsonFormatter, TextFormatter
-from services.tryon.flatlays import draw_garment
+from services.refiner.server import RefinerApp
 from services.tryon.server import TryOnApp
 
-from helpers import error_details, png, serving
+from helpers import serving
 
 REPO = Path(__file__).resolve().parent.parent
-WINDOW = 32  # bytes of one needle: no two unrelated files share 32 bytes of compressed data
+# Bytes of one needle: no two unrelated files share 30 bytes of compressed data or noisy
+# pixels; a multiple of 3, so a window's base64 is a whole number of groups.
+WINDOW = 30
 MAX_SCAN_BYTES = 200 * 1024 * 1024
 SKIP_DIRS = {REPO / ".git", REPO / ".venv"}
 
@@ -85,7 +85,7 @@ def _offsets(blob: bytes, start: int, n: int, rng: np.random.Generator) -> list[
     for _ in range(200 * n):
         if len(out) == n:
             break
-        off = int(rng.integers(start, len(blob) - WINDOW)) // 3 * 3
+        off = -(-int(rng.integers(start, len(blob) - 2 * WINDOW)) // 3) * 3  # rounded up
         w = blob[off : off + WINDOW]
         if b"'" in w or b'"' in w or len(set(w)) < 16:
             continue
@@ -100,7 +100,7 @@ def needles_of(name: str, blob: bytes, start: int, n: int, rng) -> list[Needle]:
     and protobuf-text-escaped (what ``"%s" % message`` prints for a bytes field)."""
     out: list[Needle] = []
     for off in _offsets(blob, start, n, rng):
-        w = blob[off : off + WINDOW - 2]  # 30 bytes: a whole number of base64 groups
+        w = blob[off : off + WINDOW]
         forms = {
             "raw": w.decode("latin-1"),
             "base64": base64.b64encode(w).decode(),
@@ -116,10 +116,11 @@ def needles_of(name: str, blob: bytes, start: int, n: int, rng) -> list[Needle]:
     return out
 
 
-def jpeg_data_start(blob: bytes) -> int:
+def jpeg_data_start(blob: bytes, after: int = 0) -> int:
     """Where a JPEG's entropy-coded data begins (after the start-of-scan header): the
-    tables before it are alike in every JPEG of one quality."""
-    sos = blob.find(b"\xff\xda")
+    tables before it are alike in every JPEG of one quality. ``after``: the length of the
+    segments before the tables (they may hold the marker's bytes by chance)."""
+    sos = blob.find(b"\xff\xda", after)
     assert sos > 0, "not a baseline JPEG"
     return sos + 2 + int.from_bytes(blob[sos + 2 : sos + 4], "big")
 
@@ -312,13 +313,22 @@ def fresh_tmpdir(monkeypatch):
 
 def shopper_photo(rng: np.random.Generator) -> bytes:
     """The astronaut with faint noise all over and a noisy corner, as a JPEG made in
-    memory: bytes and pixels that exist nowhere else."""
+    memory: bytes and pixels that exist nowhere else. Padded past 1 MiB with comment
+    segments of random bytes (a phone photo's EXIF, thumbnails and depth maps are that
+    big): Starlette's own form parser would spool such an upload to a temporary file."""
     px = data.astronaut().astype(np.int16)
     px += rng.integers(-3, 4, px.shape, dtype=np.int16)
     px[:24, -24:] = rng.integers(0, 256, (24, 24, 3), dtype=np.int16)
     buf = io.BytesIO()
     Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=92)
-    return buf.getvalue()
+    jpeg = buf.getvalue()
+    pad = rng.integers(0, 256, (PAD_SEGMENTS, 65533), dtype=np.uint8)
+    com = b"".join(b"\xff\xfe" + (65535).to_bytes(2, "big") + row.tobytes() for row in pad)
+    return jpeg[:2] + com + jpeg[2:]  # after the start-of-image marker
+
+
+PAD_SEGMENTS = 18  # 1.1 MiB of comments
+PADDING = 2 + PAD_SEGMENTS * 65537  # bytes before the photo's own tables
 
 
 @dataclasses.dataclass
@@ -326,81 +336,99 @@ class Session:
     photo: bytes
     still: bytes
     clip: bytes
-    preview: bytes
     poster: bytes
-    operation_id: str
+    clip_id: str
 
 
-def run_session(channel: grpc.Channel, photo: bytes) -> Session:
-    """What a storefront does for one shopper, over gRPC: register a garment, try it on the
-    photo (JPEG still), send a truncated copy of the photo (refused), make a clip of the
-    still with a poster and a preview, watch it to the end and fetch it again."""
-    tryon = tpb_grpc.TryOnServiceStub(channel)
-    animate = apb_grpc.AnimateServiceStub(channel)
-    tee = draw_garment("tshirt", "stripes", (30, 90, 200)).image
-    reg = tryon.RegisterGarment(
-        tpb.RegisterGarmentRequest(flat_lay=common_pb2.Image(data=png(tee))), timeout=120
+@contextlib.contextmanager
+def stack(**overrides):
+    """The services (try-on, refiner, animate) on a gRPC server and the gateway in front of
+    them on free loopback ports, with the default settings but ``overrides`` and a short
+    clip; yields the gateway's URL."""
+    from services.gateway.server import ThreadedGateway
+
+    settings = load_settings(
+        env={},
+        metrics_port=-1,
+        grpc_address="127.0.0.1:0",
+        gateway_clip_seconds=1.0,
+        gateway_clip_max_side=256,
+        **overrides,
     )
-    garment = tpb.Garment(garment_id=reg.garment_id)
-    resp = tryon.TryOn(
-        tpb.TryOnRequest(
-            request_id="privacy-tryon",
-            person=common_pb2.Image(data=photo),
-            garments=[garment],
-            output_format=common_pb2.IMAGE_FORMAT_JPEG,
-        ),
+    apps = (TryOnApp(settings), RefinerApp(settings), AnimateApp(settings))
+    with serving(*apps, settings=settings, ready_timeout=180) as (_server, channel):
+        gateway = ThreadedGateway(settings, "127.0.0.1:0", channel).start()
+        try:
+            yield gateway.url
+        finally:
+            gateway.stop(10)
+
+
+def _events(response: requests.Response) -> list[tuple[str, dict]]:
+    """The ``(event, data)`` pairs of a server-sent event stream, to its end."""
+    out, event = [], ""
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            out.append((event, json.loads(line[6:])))
+    return out
+
+
+def run_session(url: str, photo: bytes) -> Session:
+    """What a shopper does on the product page, over HTTP: pick a gallery garment, upload
+    the photo (JPEG still back), upload a truncated copy (refused), make a clip of the
+    still, follow its progress, fetch the video (whole and a range), the poster and the
+    status."""
+    http = requests.Session()
+    deadline = time.monotonic() + 120
+    while not (garments := http.get(f"{url}/v1/garments", timeout=30).json()["garments"]):
+        assert time.monotonic() < deadline, "the gateway registered no gallery garment"
+        time.sleep(0.2)
+    top = next(g for g in garments if g["category"] == "TOP")
+    r = http.post(
+        f"{url}/v1/tryon",
+        files={"photo": ("me.jpg", photo, "image/jpeg")},
+        data={"garment_id": top["id"]},
         timeout=120,
     )
-    still = resp.image.data
-    with pytest.raises(grpc.RpcError) as err:
-        tryon.TryOn(
-            tpb.TryOnRequest(
-                person=common_pb2.Image(data=photo[: len(photo) // 2]), garments=[garment]
-            ),
-            timeout=120,
-        )
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
-    assert error_details(err.value)[0], "a refusal carries a reason"
-    op = animate.StartClip(
-        apb.StartClipRequest(
-            request_id="privacy-clip",
-            still=common_pb2.Image(data=still),
-            template_name="upper-gestures",
-            fps=12,
-            width=256,
-            height=256,
-            duration_seconds=1.0,
-            output=apb.ClipOutputOptions(poster_frame=True),
-        ),
-        timeout=30,
+    assert r.status_code == 200, r.text
+    still = base64.b64decode(r.json()["still"]["data"])
+    r = http.post(
+        f"{url}/v1/tryon",
+        files={"photo": ("me.jpg", photo[: (PADDING + len(photo)) // 2], "image/jpeg")},
+        data={"garment_id": top["id"]},
+        timeout=120,
     )
-    ref = operations_pb2.OperationRef(operation_id=op.id)
-    final = list(animate.WatchClip(ref, timeout=180))[-1]
-    state = final.operation.state
-    assert state == operations_pb2.OPERATION_STATE_SUCCEEDED, final.operation.error
-    again = animate.GetClip(ref, timeout=30).result
-    assert again.clip.data == final.result.clip.data
-    r = final.result
-    return Session(photo, still, r.clip.data, r.preview.data, r.poster.data, op.id)
+    assert r.status_code in (400, 422) and r.json()["reason"], r.text
+    r = http.post(
+        f"{url}/v1/clips", files={"still": ("still.jpg", still, "image/jpeg")}, timeout=60
+    )
+    assert r.status_code == 202, r.text
+    clip = r.json()
+    with http.get(f"{url}{clip['events_url']}", stream=True, timeout=180) as events:
+        final = _events(events)[-1]
+    assert final[0] == "done", final
+    video = http.get(f"{url}{clip['video_url']}", timeout=60).content
+    part = http.get(f"{url}{clip['video_url']}", headers={"Range": "bytes=100-"}, timeout=60)
+    assert part.status_code == 206 and part.content == video[100:]
+    poster = http.get(f"{url}{clip['poster_url']}", timeout=60).content
+    assert http.get(f"{url}{clip['status_url']}", timeout=60).json()["state"] == "SUCCEEDED"
+    return Session(photo, still, video, poster, clip["id"])
 
 
 def session_needles(s: Session, rng) -> dict[str, list[Needle]]:
-    """Needles per secret: the photo (JPEG and pixels), the still (JPEG and pixels), the
-    clip's MP4, preview and poster."""
+    """Needles per secret: the photo (its JPEG data, its padding and its pixels), the
+    still (JPEG and pixels), the clip's MP4 and poster."""
     return {
-        "photo": needles_of("photo.jpeg", s.photo, jpeg_data_start(s.photo), 8, rng)
+        "photo": needles_of("photo.jpeg", s.photo, jpeg_data_start(s.photo, PADDING), 8, rng)
+        + needles_of("photo.padding", s.photo[:PADDING], 6, 4, rng)
         + needles_of("photo.rgb", rgb_of(s.photo), 0, 8, rng),
         "still": needles_of("still.jpeg", s.still, jpeg_data_start(s.still), 8, rng)
         + needles_of("still.rgb", rgb_of(s.still), 0, 8, rng),
         "clip": needles_of("clip.mp4", s.clip, mp4_data_start(s.clip), 8, rng)
-        + needles_of("preview.webp", s.preview, 64, 4, rng)
         + needles_of("poster.jpeg", s.poster, jpeg_data_start(s.poster), 4, rng),
     }
-
-
-def serve(**overrides):
-    settings = load_settings(env={}, metrics_port=-1, grpc_address="127.0.0.1:0", **overrides)
-    return serving(TryOnApp(settings), AnimateApp(settings), settings=settings)
 
 
 # --------------------------------------------------------------------------- the tests
@@ -410,8 +438,8 @@ def test_nothing_of_the_shopper_reaches_disk_or_logs(fresh_tmpdir, capfd):
     rng = np.random.default_rng()  # unseeded: the photo is new on every run
     photo = shopper_photo(rng)
     t0 = time.time() - 1.0  # file times may be coarser than time.time()
-    with all_logs_at_debug() as logs, python_writes() as writes, serve() as (_server, channel):
-        session = run_session(channel, photo)
+    with all_logs_at_debug() as logs, python_writes() as writes, stack() as url:
+        session = run_session(url, photo)
     out, err = capfd.readouterr()
     needles = [n for group in session_needles(session, rng).values() for n in group]
 
@@ -452,16 +480,15 @@ def test_retention_keeps_the_clip_in_the_operation_store_only(fresh_tmpdir, capf
     rng = np.random.default_rng()
     photo = shopper_photo(rng)
     t0 = time.time() - 1.0
-    retained = serve(operation_store=f"file://{store}")
-    with all_logs_at_debug() as logs, retained as (_server, channel):
-        session = run_session(channel, photo)
+    with all_logs_at_debug() as logs, stack(operation_store=f"file://{store}") as url:
+        session = run_session(url, photo)
     out, err = capfd.readouterr()
     groups = session_needles(session, rng)
     needles = [n for group in groups.values() for n in group]
 
     kept, _ = scan_files([store], t0, groups["clip"])
-    assert any(f"operations/ops/{session.operation_id}.result" in f for f in kept), kept
-    assert {f.split("@", 1)[0] for f in kept} == {"clip.mp4", "preview.webp", "poster.jpeg"}
+    assert any(f"operations/ops/{session.clip_id}.result" in f for f in kept), kept
+    assert {f.split("@", 1)[0] for f in kept} == {"clip.mp4", "poster.jpeg"}, kept
     # The store holds the result (clip, preview, poster), never the photo or the still.
     photo_in_store, _ = scan_files([store], t0, groups["photo"] + groups["still"])
     assert not photo_in_store, photo_in_store
