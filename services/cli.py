@@ -26,6 +26,18 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from services.common.server import exit_now, serve
 
+    if args.service == "gateway":
+        from services.gateway.server import run_gateway
+
+        overrides = {}
+        if args.address:
+            overrides["gateway_address"] = args.address
+        if args.upstream:
+            overrides["gateway_upstream"] = args.upstream
+        return run_gateway(load_settings(**overrides))
+    if args.address or args.upstream:
+        print("drape serve: --address and --upstream are for the gateway", file=sys.stderr)
+        return 2
     settings = load_settings()
     apps = []  # the MediaService is always hosted
     if args.service == "tryon":
@@ -223,7 +235,9 @@ def _replay_dlq(args: argparse.Namespace, settings, bootstrap: str) -> int:
 def _cmd_stack(args: argparse.Namespace) -> int:
     from services.stack import run_stack
 
-    return run_stack(kafka_port=args.kafka_port, grpc_port=args.grpc_port)
+    return run_stack(
+        kafka_port=args.kafka_port, grpc_port=args.grpc_port, gateway_port=args.gateway_port
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,15 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_experiments_commands(sub)  # drape experiments report|assign|import-*|ingest|demo
 
-    p = sub.add_parser("serve", help="run one gRPC service until SIGTERM")
+    p = sub.add_parser("serve", help="run one gRPC service, or the HTTP gateway, until SIGTERM")
     p.add_argument("service", nargs="?", default="media",
-                   choices=["media", "tryon", "refiner", "animate", "catalog", "experiments"],
-                   help="service to run (default: media; every server also hosts media)")  # fmt: skip
+                   choices=["media", "tryon", "refiner", "animate", "catalog", "experiments",
+                            "gateway"],
+                   help="service to run (default: media; every server also hosts media); "
+                        "gateway: the storefront HTTP/JSON gateway and demo page")  # fmt: skip
+    p.add_argument("--address", help="gateway: HOST:PORT to listen on "
+                   "(default: DRAPE_GATEWAY_ADDRESS)")  # fmt: skip
+    p.add_argument("--upstream", help="gateway: the gRPC server it calls, HOST:PORT "
+                   "(default: DRAPE_GATEWAY_UPSTREAM)")  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("stack", help="run the local stack: Kafka broker + services, until Ctrl-C")
+    p = sub.add_parser(
+        "stack", help="run the local stack: Kafka broker + services + gateway, until Ctrl-C"
+    )
     p.add_argument("--kafka-port", type=int, default=9092)
     p.add_argument("--grpc-port", type=int, default=50051)
+    p.add_argument("--gateway-port", type=int, default=8080, help="the HTTP gateway and page")
     p.set_defaults(func=_cmd_stack)
 
     p = sub.add_parser("catalog", help="catalog adapter: run the consumer, publish events, "

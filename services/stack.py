@@ -2,7 +2,8 @@
 
 Starts the Kafka-protocol broker (Tansu, in memory), creates the catalog topics, and runs
 every service's gRPC server in this process on one port with health, reflection and
-metrics. Services register here as they land.
+metrics, and the storefront gateway (HTTP/JSON and the demo page) in front of it. Services
+register here as they land.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from services.common.server import create_server
 SAMPLE_DIR = "out/catalog_samples"  # the default of `drape catalog publish --sample-dir`
 
 
-def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
-    """Run broker + services; returns 0 after Ctrl-C/SIGTERM and a clean drain."""
+def run_stack(kafka_port: int = 9092, grpc_port: int = 50051, gateway_port: int = 8080) -> int:
+    """Run broker + services + gateway; returns 0 after Ctrl-C/SIGTERM and a clean drain."""
     settings = load_settings(grpc_address=f"127.0.0.1:{grpc_port}")
     configure_logging(settings.log_level, "text")
     broker = TansuBroker(port=kafka_port).start()
@@ -40,6 +41,7 @@ def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
 
         apps = (TryOnApp(settings), RefinerApp(settings), AnimateApp(settings))
         server, port = create_server(settings.grpc_address, *apps, settings=settings)
+        gateway = _gateway(settings, port, gateway_port)  # binds now: a busy port fails early
         server.start()
         server.wait_ready(60)
         print(
@@ -48,14 +50,29 @@ def run_stack(kafka_port: int = 9092, grpc_port: int = 50051) -> int:
         print(f"grpc     127.0.0.1:{port}  services: {', '.join(server.service_names)}")
         print(f"metrics  http://127.0.0.1:{server.metrics_port}/metrics")
         adapter = _start_catalog_adapter(broker.bootstrap, port, server.metrics_port)
+        gateway.start()
+        print(f"gateway  {gateway.url}/v1/  OpenAPI: {gateway.url}/openapi.json")
+        print(f"page     {gateway.url}/demo")
         print("Ctrl-C to stop")
         stop.wait()
-        adapter.terminate()  # the adapter drains first: it calls the services
+        gateway.stop()  # the gateway and the adapter drain first: they call the services
+        adapter.terminate()
         adapter.wait(settings.grace_period_seconds + 15)
         server.drain().wait()
     finally:
         broker.stop()
     return 0
+
+
+def _gateway(settings, grpc_port: int, gateway_port: int):
+    """The storefront gateway (unstarted, its port bound) to serve on a thread of this
+    process, calling the stack's services (``drape serve gateway`` runs it on its own)."""
+    import dataclasses
+
+    from services.gateway.server import ThreadedGateway
+
+    gw_settings = dataclasses.replace(settings, gateway_upstream=f"127.0.0.1:{grpc_port}")
+    return ThreadedGateway(gw_settings, f"127.0.0.1:{gateway_port}")
 
 
 def _start_catalog_adapter(bootstrap: str, grpc_port: int, metrics_port: int | None):

@@ -606,9 +606,96 @@ class Settings:
         env="DRAPE_CATALOG_SERVICE_ADDRESS",
         help="CatalogService that `drape catalog batch` and `drape catalog status` call",
     )
+    # --- storefront gateway (README "Storefront gateway") ---
+    gateway_address: str = setting(
+        "0.0.0.0:8080",
+        env="DRAPE_GATEWAY_ADDRESS",
+        help="address the HTTP/JSON gateway (`drape serve gateway`) binds",
+    )
+    gateway_upstream: str = setting(
+        "127.0.0.1:50051",
+        env="DRAPE_GATEWAY_UPSTREAM",
+        help="gRPC server the gateway calls (try-on, animate and, when hosted, experiments); "
+        "client TLS from DRAPE_CLIENT_*",
+    )
+    gateway_cors_origins: tuple[str, ...] = setting(
+        (),
+        env="DRAPE_GATEWAY_CORS_ORIGINS",
+        help="comma-separated origins (scheme://host[:port]) whose pages may call the gateway "
+        "from a browser, e.g. https://shop.example.com; empty: same origin only",
+    )
+    gateway_max_upload_bytes: int = setting(
+        16 * MiB,
+        env="DRAPE_GATEWAY_MAX_UPLOAD_BYTES",
+        help="largest request body the gateway reads (a whole multipart form); larger is "
+        "refused with 413 REQUEST_TOO_LARGE before or while it is read",
+        min=1024,
+        max=1024 * MiB,
+    )
+    gateway_max_concurrent_calls: int = setting(
+        16,
+        env="DRAPE_GATEWAY_MAX_CONCURRENT_CALLS",
+        help="gRPC calls the gateway has in flight at once (one thread each); more are "
+        "refused with 429 CONCURRENCY_LIMIT",
+        min=1,
+        max=1024,
+    )
+    gateway_max_event_streams: int = setting(
+        16,
+        env="DRAPE_GATEWAY_MAX_EVENT_STREAMS",
+        help="clip progress streams (Server-Sent Events) open at once; more are refused "
+        "with 429 CONCURRENCY_LIMIT",
+        min=1,
+        max=1024,
+    )
+    gateway_call_timeout_seconds: float = setting(
+        120.0,
+        env="DRAPE_GATEWAY_CALL_TIMEOUT_SECONDS",
+        help="deadline of the gateway's try-on and garment calls (504 when it passes)",
+        min=1,
+        max=3600,
+    )
+    gateway_events_max_seconds: float = setting(
+        600.0,
+        env="DRAPE_GATEWAY_EVENTS_MAX_SECONDS",
+        help="longest a clip progress stream stays open; it then ends with an error event",
+        min=1,
+        max=3600,
+    )
+    gateway_clip_motion: str = setting(
+        "idle-sway-upper",
+        env="DRAPE_GATEWAY_CLIP_MOTION",
+        help="motion of a clip request that names none (see GET /v1/motions)",
+    )
+    gateway_clip_fps: float = setting(
+        15.0, env="DRAPE_GATEWAY_CLIP_FPS", help="frame rate of the gateway's clips", min=1, max=60
+    )
+    gateway_clip_max_side: int = setting(
+        720,
+        env="DRAPE_GATEWAY_CLIP_MAX_SIDE",
+        help="longest side of the gateway's clips in pixels (the still's aspect ratio is kept)",
+        min=16,
+        max=4096,
+    )
+    gateway_clip_seconds: float = setting(
+        0.0,
+        env="DRAPE_GATEWAY_CLIP_SECONDS",
+        help="length of the gateway's clips; 0: one pass of the motion",
+        min=0,
+        max=60,
+    )
 
     def __post_init__(self) -> None:
         check_address("DRAPE_GRPC_ADDRESS", self.grpc_address)
+        check_address("DRAPE_GATEWAY_ADDRESS", self.gateway_address)
+        check_address("DRAPE_GATEWAY_UPSTREAM", self.gateway_upstream)
+        for origin in self.gateway_cors_origins:
+            if origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+                raise ConfigError(
+                    "DRAPE_GATEWAY_CORS_ORIGINS",
+                    f"invalid origin {origin[:80]!r}: expected scheme://host[:port] with no "
+                    "path or trailing slash, e.g. https://shop.example.com (or *)",
+                )
         if self.max_image_bytes > self.max_message_bytes:
             raise ConfigError(
                 "DRAPE_MAX_IMAGE_BYTES",
@@ -702,6 +789,8 @@ class Settings:
 # Query parameters whose values are credentials (presigned URLs, API keys).
 _SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|secret|passw|key|auth|session)")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://")
+# A browser origin as CORS compares it: scheme, host and optional port, nothing after.
+_ORIGIN_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
 def redact_url(text: str) -> str:
