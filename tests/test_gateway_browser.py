@@ -234,9 +234,13 @@ def test_keyboard_pick_and_try_on(browser, gateway_url, garments, photos):
     page.context.close()
 
 
-def test_clip_progress_and_video(browser, gateway_url, photos):
+def test_clip_progress_and_video(browser, gateway_url, garments, photos):
     page, errors = new_page(browser, **DESKTOP)
     open_demo(page, gateway_url)
+    # A long-sleeved top: the astronaut's own long sleeves are covered, none is bared.
+    sleeved = [g for g in garments if g["category"] == "TOP" and "long" in g["name"].lower()]
+    if sleeved:
+        page.click(f".swatch[data-id='{sleeved[0]['id']}']")
     try_on(page, photos["person"])
     # The motion list came from the gateway and the default one is chosen.
     assert page.locator("#motion option").count() >= 1
