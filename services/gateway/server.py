@@ -9,6 +9,7 @@ application's shutdown (the gRPC channel closes) and exits 0.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -98,7 +99,17 @@ def run_gateway(settings: Any) -> int:
         extra={"address": f"{host}:{port}", "upstream": settings.gateway_upstream},
     )
     server = uvicorn.Server(_config(app, settings))
+    # uvicorn handles SIGTERM/SIGINT while it serves (graceful shutdown), then restores
+    # the handlers it found and raises the signal again; these record it, so that a
+    # shutdown asked for by a signal exits 0 instead of being killed by it.
+    received: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
     server.run(sockets=[sock])
+    log.info(
+        "gateway stopped",
+        extra={"signal": signal.Signals(received[0]).name if received else ""},
+    )
     return 0 if server.started else 1
 
 
