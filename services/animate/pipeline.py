@@ -44,10 +44,11 @@ LEG_TURN_LIMIT = 12.0
 # Largest tilt of the head (and swing of the neck) against the chest, degrees: further, the
 # head cut out of a photo opens a wedge at the neck.
 HEAD_TILT_LIMIT = 15.0
-# How far the hips may travel from the still's place, in torso lengths (further, a person
-# cut from a photo walks out of the frame and the plate behind shows), and how far a turn
+# How far the hips may travel from the still's place, in torso lengths: about as far as the
+# built-in sways go (further, a person cut from a photo uncovers the repainted plate and
+# leaves their own cast shadow behind), and how far a turn
 # may narrow or widen the shoulders and hips (a full turn squeezes the photo to a sliver).
-TRAVEL_LIMIT = 0.15
+TRAVEL_LIMIT = 0.08
 WIDTH_RANGE = (0.75, 1.15)
 PREVIEW_MAX_FPS = 8.0  # a preview is a glance: fewer frames keep it small and quick
 Progress = Callable[[int, int, str], None]
@@ -315,6 +316,12 @@ def fit_motion(rgb: np.ndarray, pa: PersonAnalysis, motion: Motion) -> MotionFit
         elif on_thigh:
             why = (f"the {' and '.join(on_thigh)} hand rests beside the thigh, so a step"
                    " would drag it along")  # fmt: skip
+        else:
+            # Free legs too: turned apart, legs cut out of a photo bow, tear the trousers
+            # open at the crotch and uncover a smear of repainted background between
+            # them (every devset photo with free legs showed it).
+            why = ("legs cut out of a photo cannot step cleanly (the trousers tear open at"
+                   " the crotch and the background between them smears)")  # fmt: skip
         if why:
             fit.still_legs = True
             fit.warnings.append((
