@@ -378,7 +378,6 @@ def main(argv=None) -> int:
                 # The plate this renderer repainted: ghosting is judged beyond it.
                 plate = SkeletalRenderer.plate_hole(
                     np.clip(pa.mask, 0, 1), pa, r.sw,
-                    tuple(s for s in ("left", "right") if s not in targets.still_arms),
                     pa.framing == "full" and not targets.still_legs, rgb,
                 )  # fmt: skip
                 renderers[key] = (r, halo_map(rgb, plate, pa.mask), plate)

@@ -495,3 +495,30 @@ def test_a_cut_that_lost_the_sleeve_is_not_trusted_however_whole_the_forearm():
     lost[: int(lm[11, 1] + 0.66 * (lm[13, 1] - lm[11, 1]))] = False
     share = arm_cut_share({"left": lost, "right": arms["right"]}, lm, person)
     assert share["left"] < CUT_TRUSTED <= share["right"]
+
+
+def test_plate_repaints_past_every_hands_knuckles():
+    # A V sign's fingertips reach past the knuckles thinner than any mask: the plate is
+    # repainted there for every hand, kept-still ones too (they ride on the swaying chest).
+    _img, an = figure(256, 384)
+    sw = float(np.linalg.norm(an.landmarks[11, :2] - an.landmarks[12, :2]))
+    hole = SkeletalRenderer.plate_hole(np.clip(an.mask, 0, 1), an, sw)
+    lm = an.landmarks
+    for wr, idx, pky in ((15, 19, 17), (16, 20, 18)):
+        knuckles = (lm[idx, :2] + lm[pky, :2]) / 2
+        tip = np.round(knuckles + 1.3 * (knuckles - lm[wr, :2])).astype(int)
+        assert hole[tip[1], tip[0]]
+
+
+def test_a_fragment_cut_off_the_torso_moves_with_the_limb_it_touches():
+    from services.animate.render import _adopt_fragments
+
+    torso = np.zeros((100, 100), bool)
+    torso[40:90, 30:70] = True  # the body
+    arm = np.zeros_like(torso)
+    arm[10:40, 70:76] = True  # a raised forearm and hand
+    tip = np.zeros_like(torso)
+    tip[2:10, 77:80] = True  # a fingertip beyond the arm's cut, left to the torso
+    parts = _adopt_fragments({"torso": torso | tip, "arm_right": arm.copy()})
+    assert parts["arm_right"][tip].all() and not parts["torso"][tip].any()
+    assert (parts["torso"] == torso).all()

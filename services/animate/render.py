@@ -251,6 +251,32 @@ def _crotch(lm: np.ndarray, person: np.ndarray) -> np.ndarray:
     return mid + np.array([0.0, 0.7 * hw])
 
 
+def _adopt_fragments(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The torso is one piece: a fragment of it that touches none of its main body (a V
+    sign's second fingertip, beyond the arm's cut) goes to the limb it touches most, so it
+    moves with that hand instead of floating where it was."""
+    torso = parts.get("torso")
+    limbs = [n for n in parts if n != "torso"]
+    if torso is None or not limbs or not torso.any():
+        return parts
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(torso.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return parts
+    main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    k = np.ones((5, 5), np.uint8)
+    for c in range(1, n):
+        if c == main:
+            continue
+        frag = labels == c
+        ring = cv2.dilate(frag.astype(np.uint8), k) > 0
+        touch = {name: int((ring & parts[name]).sum()) for name in limbs}
+        best = max(touch, key=touch.get)
+        if touch[best]:
+            parts[best] = parts[best] | frag
+            parts["torso"] = parts["torso"] & ~frag
+    return parts
+
+
 def _split_legs(
     lm: np.ndarray, below: np.ndarray, rgb: np.ndarray | None, sw: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -428,12 +454,9 @@ class SkeletalRenderer:
         for i, n in enumerate(names):
             label[parts[n]] = i
         near = _nearest_label(label, alpha > 0.01)
-        self.parts = {n: near == i for i, n in enumerate(names)}
-        free = tuple(s for s in ("left", "right") if s not in self.still_arms)
+        self.parts = _adopt_fragments({n: near == i for i, n in enumerate(names)})
         feet = analysis.framing == "full" and not self.still_legs
-        self.background = fill_background(
-            rgb, self.plate_hole(alpha, analysis, sw, free, feet, rgb)
-        )
+        self.background = fill_background(rgb, self.plate_hole(alpha, analysis, sw, feet, rgb))
         # Behind the arms the torso continues out to the body's edge: those pixels of the
         # torso layer are filled from the torso, so a moving arm uncovers cloth there and
         # background (the plate) beyond it.
@@ -513,14 +536,13 @@ class SkeletalRenderer:
         alpha: np.ndarray,
         analysis: P.PersonAnalysis,
         sw: float,
-        free_hands: tuple[str, ...] = ("left", "right"),
         free_feet: bool = False,
         rgb: np.ndarray | None = None,
     ) -> np.ndarray:
         """What the background plate must repaint: the person grown past the segmentation's
         soft edge (hair wisps and motion-blurred hands reach beyond it and would stay in
-        the plate as a ghost outline once the person moves away), the hands more, and the
-        hands of arms that move (``free_hands``) as far as spread fingers reach. Given the
+        the plate as a ghost outline once the person moves away), the hands more, as far
+        as spread fingers reach, and the feet of legs that move (``free_feet``). Given the
         photo (``rgb``), the hole then grows twice over its border where that still looks
         like the person rather than the background (:func:`person_halo`): a shoe's soft
         shadow or a blurred sleeve the mask and the fixed margins missed."""
@@ -533,8 +555,9 @@ class SkeletalRenderer:
             hands |= analysis.hands[side].astype(np.uint8)
             # Spread fingers (a V sign, a wave) reach a hand's length past the knuckles
             # that the pose marks, thinner than any mask finds them: repaint that far, or
-            # the fingertips stay in the plate.
-            if side in free_hands and lm[wr, 3] >= 0.5:
+            # the fingertips stay in the plate. Kept-still hands too: they ride on the
+            # chest as it sways, and a V sign's fingertip stayed in the sky.
+            if lm[wr, 3] >= 0.5:
                 knuckles = (lm[idx, :2] + lm[pky, :2]) / 2
                 reach = knuckles + 1.5 * (knuckles - lm[wr, :2])
                 r_h = 0.6 * float(np.linalg.norm(knuckles - lm[wr, :2])) + 2
