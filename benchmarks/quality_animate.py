@@ -42,6 +42,7 @@ from services.animate.pipeline import AnimatePipeline, ClipOptions  # noqa: E402
 from services.animate.render import SkeletalRenderer  # noqa: E402
 from services.animate.synthetic import figure  # noqa: E402
 from services.common.analysis.person import VISIBLE, PersonAnalyzer  # noqa: E402
+from services.common.errors import InvalidInputError  # noqa: E402
 from services.common.video import decode_video  # noqa: E402
 
 GOALS = {"pck": 0.9, "background_change": 1.0, "inverted_triangles": 0}
@@ -100,11 +101,20 @@ def main(argv=None) -> int:
     pipe = AnimatePipeline(PersonAnalyzer())
     pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
     rows, tiles = [], []
+    refused = []
     for name, still, analysis, motion, size in cases(args.quick):
-        clip = pipe.run(
-            still, lib.get(motion), ClipOptions(fps=24, width=size[0], height=size[1], duration=4.0,
-                                                preview=None), analysis=analysis,
-        )  # fmt: skip
+        try:
+            clip = pipe.run(
+                still, lib.get(motion), ClipOptions(fps=24, width=size[0], height=size[1],
+                                                    duration=4.0, preview=None), analysis=analysis,
+            )  # fmt: skip
+        except InvalidInputError as exc:
+            # Motion fitting refuses what the photo cannot play cleanly (the astronaut's
+            # arms leave the frame: an arms-only motion has nothing to move). A refusal
+            # is an answer, not a clip to score.
+            refused.append({"still": name, "motion": motion, "reason": exc.reason})
+            print(f"{name:20} {motion:16} refused {exc.reason}")
+            continue
         frames = decode_video(clip.mp4).frames
         pa, t = clip.analysis, clip.targets
         h, w = frames.shape[1:3]
@@ -150,6 +160,7 @@ def main(argv=None) -> int:
         "pck_0_1_min": float(np.min([r["pck_0_1"] for r in rows])),
         "background_change_max": float(np.max([r["background_change"] for r in rows])),
         "inverted_triangles_total": int(sum(r["inverted_triangles"] for r in rows)),
+        "refused": refused,
     }
     print(json.dumps(summary))
     args.out.mkdir(parents=True, exist_ok=True)
