@@ -375,6 +375,30 @@ def test_a_chunked_body_is_cut_off_at_the_limit(url):
     assert status == 413 and json.loads(body)["reason"] == "REQUEST_TOO_LARGE"
 
 
+def test_uploads_held_at_once_are_bounded(stack):
+    _server, channel, settings = stack
+    one = load_settings(env={}, gateway_max_concurrent_calls=1, gateway_max_upload_bytes=MAX_UPLOAD)
+    gw = ThreadedGateway(one, "127.0.0.1:0", channel).start()
+    host, port = gw.url.removeprefix("http://").rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as slow:
+            # A body that is still arriving holds the only upload slot...
+            slow.sendall(
+                b"POST /v1/tryon HTTP/1.1\r\nHost: gw\r\n"
+                b"Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 5000\r\n\r\n"
+                b'--XyZ\r\nContent-Disposition: form-data; name="photo"\r\n\r\n'
+            )
+            wait_for(lambda: gw.app.state.gateway.uploads == 1, 30, "the slow upload's start")
+            # ...so the next is refused before its body is read, with a time to retry.
+            r = tryon(gw.url, ASTRONAUT, garment_id="0" * 64)
+            assert_problem(r, 429, "CONCURRENCY_LIMIT")
+            assert r.headers["retry-after"] == "1"
+        wait_for(lambda: gw.app.state.gateway.uploads == 0, 30, "the slot's release")
+        assert_problem(tryon(gw.url, None, garment_id="0" * 64), 400, "FIELD_MISSING", "photo")
+    finally:
+        gw.stop()
+
+
 # ----------------------------------------------------------------------------- clips
 
 

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from services.gateway.forms import FormSpec, read_form, too_large
 from services.gateway.gallery import Gallery, unavailable
 from services.gateway.openapi import openapi_document
 from services.gateway.problems import Problem, from_status_proto
-from services.gateway.upstream import Upstream
+from services.gateway.upstream import Upstream, busy
 
 log = logging.getLogger("drape.gateway")
 
@@ -110,6 +110,7 @@ class Gateway:
     gallery: Gallery
     cache: media.ClipCache
     tokens: TokenFile | None
+    uploads: int = 0  # requests holding an upload (from reading it to their answer)
 
 
 # ----------------------------------------------------------------------------- guard
@@ -434,15 +435,19 @@ def _routes(gw: Gateway) -> list:
         )
         del photo, flat, form  # the request holds the only copy now
         timeout = settings.gateway_call_timeout_seconds
-        try:
-            r = await upstream.unary(upstream.tryon.TryOn, req, meta, timeout, TRYON_FIELDS)
-        except Problem as p:
-            if p.reason != "GARMENT_ID_UNKNOWN" or gallery.get(garment.garment_id) is None:
-                raise
-            # A gallery garment the service forgot (evicted, restarted): register again.
-            new = await gallery.reregister(upstream, garment.garment_id, meta)
-            req.garments[0].garment_id = new or garment.garment_id
-            r = await upstream.unary(upstream.tryon.TryOn, req, meta, timeout, TRYON_FIELDS)
+
+        async def call() -> Any:
+            try:
+                return await upstream.unary(upstream.tryon.TryOn, req, meta, timeout, TRYON_FIELDS)
+            except Problem as p:
+                if p.reason != "GARMENT_ID_UNKNOWN" or gallery.get(garment.garment_id) is None:
+                    raise
+                # A gallery garment the service forgot (evicted, restarted): register again.
+                new = await gallery.reregister(upstream, garment.garment_id, meta)
+                req.garments[0].garment_id = new or garment.garment_id
+                return await upstream.unary(upstream.tryon.TryOn, req, meta, timeout, TRYON_FIELDS)
+
+        r = await _while_connected(request, call)
         return _json(
             {
                 "still": {
@@ -724,15 +729,62 @@ def _routes(gw: Gateway) -> list:
         Route("/v1/garments", garments, methods=["GET"]),
         Route("/v1/garments/{garment_id}", garment, methods=["GET"]),
         Route("/v1/garments/{garment_id}/image", garment_image, methods=["GET"]),
-        Route("/v1/tryon", tryon, methods=["POST"]),
+        Route("/v1/tryon", _upload(gw, tryon), methods=["POST"]),
         Route("/v1/motions", motions, methods=["GET"]),
-        Route("/v1/clips", start_clip, methods=["POST"]),
+        Route("/v1/clips", _upload(gw, start_clip), methods=["POST"]),
         Route("/v1/clips/{clip_id}", clip_status, methods=["GET"]),
         Route("/v1/clips/{clip_id}/events", clip_events, methods=["GET"]),
         Route("/v1/clips/{clip_id}/video", clip_video, methods=["GET"]),
         Route("/v1/clips/{clip_id}/poster", clip_poster, methods=["GET"]),
         Route("/v1/experiments/{name}/assignment", assignment, methods=["GET"]),
     ]
+
+
+async def _while_connected(request: Request, fn: Callable) -> Any:
+    """``await fn()``, cancelled when the caller disconnects (its gRPC call is cancelled
+    with it: a try-on nobody waits for stops taking a worker). Call it after the body was
+    read: it listens for the disconnect on the request's channel.
+
+    Raises:
+        ClientDisconnect: the caller left first.
+    """
+    outcome: dict[str, Any] = {}
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        outcome["gone"] = True
+        scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            outcome["value"] = await fn()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the call's own error (a Problem), unwrapped
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    if outcome.get("gone"):
+        raise ClientDisconnect()
+    return outcome["value"]
+
+
+def _upload(gw: Gateway, handler: Callable) -> Callable:
+    """``handler`` holding one of DRAPE_GATEWAY_MAX_CONCURRENT_CALLS upload slots from the
+    first byte of its body to its answer: the bodies held in memory at once are bounded
+    (one more is refused with 429 CONCURRENCY_LIMIT before it is read)."""
+
+    async def run(request: Request) -> Response:
+        if gw.uploads >= gw.settings.gateway_max_concurrent_calls:
+            raise busy("uploads")
+        gw.uploads += 1
+        try:
+            return await handler(request)
+        finally:
+            gw.uploads -= 1
+
+    return run
 
 
 def _sse(event: str, data: dict) -> bytes:

@@ -56,7 +56,19 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
+class _PlainUvicornRecords(logging.Filter):
+    """Drops the ANSI-coloured copy of the message that uvicorn attaches to its records
+    (``color_message``), which the JSON and text formatters would print as a field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
 def _config(app: Any, settings: Any) -> uvicorn.Config:
+    uv_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _PlainUvicornRecords) for f in uv_log.filters):
+        uv_log.addFilter(_PlainUvicornRecords())
     return uvicorn.Config(
         app,
         lifespan="on",
