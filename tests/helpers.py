@@ -34,6 +34,28 @@ def png(pixels) -> bytes:
 
 
 @contextlib.contextmanager
+def storefront(**overrides):
+    """The services a storefront calls (try-on, refiner, animate) on one in-process gRPC
+    server, with the default settings but ``overrides`` (metrics off, free ports), and the
+    gateway in front of them on a free loopback port; yields ``(settings, channel,
+    gateway)``."""
+    from services.animate.server import AnimateApp
+    from services.common.config import load_settings
+    from services.gateway.server import ThreadedGateway
+    from services.refiner.server import RefinerApp
+    from services.tryon.server import TryOnApp
+
+    settings = load_settings(env={}, metrics_port=-1, grpc_address="127.0.0.1:0", **overrides)
+    apps = (TryOnApp(settings), RefinerApp(settings), AnimateApp(settings))
+    with serving(*apps, settings=settings, ready_timeout=180) as (_server, channel):
+        gateway = ThreadedGateway(settings, "127.0.0.1:0", channel).start()
+        try:
+            yield settings, channel, gateway
+        finally:
+            gateway.stop(10)
+
+
+@contextlib.contextmanager
 def serving(*apps, settings, ready_timeout: float = 120):
     """A started server for ``apps`` on a free port and a channel to it, ready; stopped on
     exit. For module-scoped fixtures (``conftest.make_server`` is per test)."""

@@ -44,13 +44,9 @@ from PIL import Image
 from skimage import data
 
 from drape.common.v1 import common_pb2
-from services.animate.server import AnimateApp
-from services.common.config import load_settings
 from services.common.logs import JsonFormatter, TextFormatter
-from services.refiner.server import RefinerApp
-from services.tryon.server import TryOnApp
 
-from helpers import serving
+from helpers import storefront
 
 REPO = Path(__file__).resolve().parent.parent
 # Bytes of one needle: no two unrelated files share 30 bytes of compressed data or noisy
@@ -345,23 +341,9 @@ def stack(**overrides):
     """The services (try-on, refiner, animate) on a gRPC server and the gateway in front of
     them on free loopback ports, with the default settings but ``overrides`` and a short
     clip; yields the gateway's URL."""
-    from services.gateway.server import ThreadedGateway
-
-    settings = load_settings(
-        env={},
-        metrics_port=-1,
-        grpc_address="127.0.0.1:0",
-        gateway_clip_seconds=1.0,
-        gateway_clip_max_side=256,
-        **overrides,
-    )
-    apps = (TryOnApp(settings), RefinerApp(settings), AnimateApp(settings))
-    with serving(*apps, settings=settings, ready_timeout=180) as (_server, channel):
-        gateway = ThreadedGateway(settings, "127.0.0.1:0", channel).start()
-        try:
-            yield gateway.url
-        finally:
-            gateway.stop(10)
+    short = {"gateway_clip_seconds": 1.0, "gateway_clip_max_side": 256}
+    with storefront(**(short | overrides)) as (_settings, _channel, gateway):
+        yield gateway.url
 
 
 def _events(response: requests.Response) -> list[tuple[str, dict]]:

@@ -238,28 +238,24 @@ def _warnings(meta: Any) -> list[dict[str, str]]:
     return [{"reason": w.reason, "message": w.message} for w in meta.warnings]
 
 
+def _path_id(request: Request, name: str, pattern: re.Pattern, reason: str, what: str) -> str:
+    """The path parameter ``name``, or 400 ``reason`` saying it ``what`` (is not ...)."""
+    value = request.path_params[name]
+    if not pattern.fullmatch(value):
+        raise Problem(400, reason, f"{name.replace('_', ' ')} {shown(value)} {what}", field="id")
+    return value
+
+
 def _clip_id(request: Request) -> str:
-    clip_id = request.path_params["clip_id"]
-    if not _CLIP_ID.fullmatch(clip_id):
-        raise Problem(
-            400,
-            "CLIP_ID_INVALID",
-            f"clip id {shown(clip_id)} is not an id this gateway returned",
-            field="id",
-        )
-    return clip_id
+    return _path_id(
+        request, "clip_id", _CLIP_ID, "CLIP_ID_INVALID", "is not an id this gateway returned"
+    )
 
 
 def _garment_id(request: Request) -> str:
-    gid = request.path_params["garment_id"]
-    if not _GARMENT_ID.fullmatch(gid):
-        raise Problem(
-            400,
-            "GARMENT_ID_INVALID",
-            f"garment id {shown(gid)} is not 64 lowercase hex digits",
-            field="id",
-        )
-    return gid
+    return _path_id(
+        request, "garment_id", _GARMENT_ID, "GARMENT_ID_INVALID", "is not 64 lowercase hex digits"
+    )
 
 
 def _state_name(op: Any) -> str:
