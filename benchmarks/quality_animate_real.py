@@ -376,10 +376,7 @@ def main(argv=None) -> int:
                     arm_cut=targets.arm_cut,
                 )  # fmt: skip
                 # The plate this renderer repainted: ghosting is judged beyond it.
-                plate = SkeletalRenderer.plate_hole(
-                    np.clip(pa.mask, 0, 1), pa, r.sw,
-                    pa.framing == "full" and not targets.still_legs, rgb,
-                )  # fmt: skip
+                plate = r.plate
                 renderers[key] = (r, halo_map(rgb, plate, pa.mask), plate)
             renderer, halo, plate = renderers[key]
             row, frames_shown = run_clip(renderer, targets, rgb, pa, pose, halo, plate)

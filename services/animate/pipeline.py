@@ -37,10 +37,6 @@ from services.common.errors import InvalidInputError
 from services.common.images import encode_image
 from services.common.video import encode_mp4
 
-# How far (degrees) a leg cut out of a photo may turn from the still's pose: past it, the
-# thigh's blend with the pelvis and the knee's with the shin bend the trousers like rubber
-# and the crotch opens (seen on real full-body photos stepping out).
-LEG_TURN_LIMIT = 12.0
 # Largest tilt of the head (and swing of the neck) against the chest, degrees: further, the
 # head cut out of a photo opens a wedge at the neck.
 HEAD_TILT_LIMIT = 15.0
@@ -78,7 +74,7 @@ class ClipOptions:
             from the motion's start) keep their pose with a warning (MOTION_ARM_KEPT_STILL);
             a motion of those arms alone is refused (MOTION_NOT_SUPPORTED_BY_PHOTO); legs
             that touch, or a hand resting beside a thigh, keep the feet planted
-            (MOTION_LEGS_KEPT_STILL); leg turns, head tilt, travel and turns are
+            (MOTION_LEGS_KEPT_STILL); head tilt, travel and turns are
             clamped (one MOTION_AMPLITUDE_LIMITED naming each).
     """
 
@@ -333,8 +329,8 @@ def fit_motion(rgb: np.ndarray, pa: PersonAnalysis, motion: Motion) -> MotionFit
 
 def _played_smaller(targets) -> list[str]:
     """What the motion asked beyond what a photo cut into layers plays cleanly, each with
-    its limit (:data:`HEAD_TILT_LIMIT`, :data:`TRAVEL_LIMIT`, :data:`WIDTH_RANGE`,
-    :data:`LEG_TURN_LIMIT`)."""
+    its limit (:data:`HEAD_TILT_LIMIT`, :data:`TRAVEL_LIMIT`, :data:`WIDTH_RANGE`); legs
+    never step under fitting (they stay planted, see :func:`fit_motion`)."""
     out = []
     if targets.head_tilt_wanted > HEAD_TILT_LIMIT:
         out.append(
@@ -351,11 +347,6 @@ def _played_smaller(targets) -> list[str]:
         out.append(
             f"it turns the body to {lo:.2f}-{hi:.2f} of the photo's width (a photo shows"
             f" one side only), played to {WIDTH_RANGE[0]:.2f}-{WIDTH_RANGE[1]:.2f}"
-        )
-    if not targets.still_legs and targets.leg_turn_wanted > LEG_TURN_LIMIT:
-        out.append(
-            f"it turns a leg up to {targets.leg_turn_wanted:.0f} degrees, played to"
-            f" {LEG_TURN_LIMIT:.0f}"
         )
     return out
 
@@ -397,7 +388,6 @@ class AnimatePipeline:
         targets = retarget(
             motion, pa.landmarks[:, :2], pa.framing, fps, frames, loop=options.loop, start=start,
             still_arms=fit.still_arms, still_legs=fit.still_legs,
-            leg_turn_limit=LEG_TURN_LIMIT if options.fit_motion else None,
             head_tilt_limit=HEAD_TILT_LIMIT if options.fit_motion else None,
             travel_limit=TRAVEL_LIMIT if options.fit_motion else None,
             width_range=WIDTH_RANGE if options.fit_motion else None,

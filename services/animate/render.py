@@ -456,7 +456,9 @@ class SkeletalRenderer:
         near = _nearest_label(label, alpha > 0.01)
         self.parts = _adopt_fragments({n: near == i for i, n in enumerate(names)})
         feet = analysis.framing == "full" and not self.still_legs
-        self.background = fill_background(rgb, self.plate_hole(alpha, analysis, sw, feet, rgb))
+        # What the plate repainted (quality measures judge ghosting beyond it).
+        self.plate = self.plate_hole(alpha, analysis, sw, feet, rgb)
+        self.background = fill_background(rgb, self.plate)
         # Behind the arms the torso continues out to the body's edge: those pixels of the
         # torso layer are filled from the torso, so a moving arm uncovers cloth there and
         # background (the plate) beyond it.

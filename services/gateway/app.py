@@ -359,20 +359,19 @@ def _routes(gw: Gateway) -> list:
         except Problem as p:
             raise unavailable(p) from None
 
-    async def garment(request: Request) -> Response:
+    async def _gallery_item(request: Request):
         gid = _garment_id(request)
         await _ensure_gallery(request)
         item = gallery.get(gid)
         if item is None:
             raise Problem(404, "GARMENT_ID_UNKNOWN", "no gallery garment has this id", field="id")
-        return _json(item.describe())
+        return item
+
+    async def garment(request: Request) -> Response:
+        return _json((await _gallery_item(request)).describe())
 
     async def garment_image(request: Request) -> Response:
-        gid = _garment_id(request)
-        await _ensure_gallery(request)
-        item = gallery.get(gid)
-        if item is None:
-            raise Problem(404, "GARMENT_ID_UNKNOWN", "no gallery garment has this id", field="id")
+        item = await _gallery_item(request)
         return Response(
             item.png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"}
         )

@@ -78,7 +78,7 @@ class AnimateServiceServicer(object):
         resting on the body, not told apart from the clothes, or posed far from the motion's
         start), MOTION_LEGS_KEPT_STILL (legs touching each other, or a hand resting beside a
         thigh: a full-body motion plays its upper-body variant), MOTION_AMPLITUDE_LIMITED
-        (leg turns, head tilt, travel of the hips or the body's turn played smaller).
+        (head tilt, travel of the hips or the body's turn played smaller).
         RESOURCE_EXHAUSTED with reason QUEUE_FULL when the server has too
         many operations queued.
         """
