@@ -131,7 +131,10 @@ def test_request_ids_are_deduplicated_across_replicas(replicas):
 
 def test_cancel_through_the_other_replica(replicas):
     a, b = replicas
-    op = a.stub.StartClip(clip_request("replica-cancel", seconds=20, side=384), timeout=30)
+    # Long enough to be running when the cancel arrives: the runner reads cancels that
+    # reached the other replica from the store at most once a second, and a 20 s clip of
+    # 384 px, its arms kept still, now renders in about that time.
+    op = a.stub.StartClip(clip_request("replica-cancel", seconds=30, side=768), timeout=30)
     ref = operations_pb2.OperationRef(operation_id=op.id)
     watched: list = []
     t = threading.Thread(target=lambda: watched.extend(b.stub.WatchClip(ref, timeout=120)))
